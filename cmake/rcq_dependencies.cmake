@@ -1,0 +1,26 @@
+# Finds rcq's dependencies; used by the build and by the installed package.
+include_guard(GLOBAL)
+include(CMakeFindDependencyMacro)
+
+# libibverbs ships a pkg-config file (rdma-core); make it an imported target.
+if(NOT TARGET rcq::ibverbs)
+    find_package(PkgConfig QUIET)
+    if(PkgConfig_FOUND)
+        pkg_check_modules(RCQ_IBVERBS QUIET IMPORTED_TARGET GLOBAL libibverbs)
+    endif()
+    if(TARGET PkgConfig::RCQ_IBVERBS)
+        add_library(rcq::ibverbs ALIAS PkgConfig::RCQ_IBVERBS)
+    else()
+        message(FATAL_ERROR
+            "rcq needs libibverbs (rdma-core) and pkg-config; on Debian: "
+            "apt-get install libibverbs-dev pkg-config")
+    endif()
+endif()
+
+# Boost.Hana is header-only: Boost's headers are enough.
+if(NOT TARGET Boost::headers)
+    find_package(Boost 1.74 QUIET)
+    if(NOT Boost_FOUND)
+        message(FATAL_ERROR "rcq needs Boost.Hana; on Debian: apt-get install libboost-dev")
+    endif()
+endif()

@@ -1,0 +1,260 @@
+// rcq/connection.hpp - one connected RC queue pair, composed from policies.
+#pragma once
+
+#include <rcq/buffer/owned.hpp>
+#include <rcq/cq.hpp>
+#include <rcq/detail/policy_bag.hpp>
+#include <rcq/device.hpp>
+#include <rcq/endpoint.hpp>
+#include <rcq/error.hpp>
+#include <rcq/gid.hpp>
+#include <rcq/handshake/tcp.hpp>
+#include <rcq/pd.hpp>
+#include <rcq/poll/busy.hpp>
+#include <rcq/qp.hpp>
+#include <rcq/work_completion.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace rcq {
+
+/// Run-time settings of a connection; every field has a working default.
+struct connection_options {
+    std::string device;           // empty: the first device
+    std::uint8_t port = 1;        // ports count from 1
+    std::optional<int> gid_index; // empty: the port's RoCE v2 IPv4 GID
+    qp_caps caps{};
+    int cq_depth = 128;
+    /// IBV_ACCESS_REMOTE_* the peer gets on our buffer. None by default; when
+    /// set, the buffer's address and rkey travel with our endpoint.
+    unsigned remote_access = 0;
+    /// How long wait() waits for one completion (the teaching program's 5 s).
+    std::chrono::milliseconds completion_timeout = std::chrono::seconds(5);
+    /// Where to narrate each step (e.g. &std::cout), or nullptr for silence.
+    std::ostream* narrate = nullptr;
+};
+
+/// Opens a device, registers a buffer, creates a CQ and an RC QP, swaps
+/// endpoints with the peer through the handshake policy and brings the QP to
+/// RTS: the whole set-up of an RC program in one constructor.
+///
+/// `Policies` are any of rcq::poll::*, rcq::buffer::*, rcq::handshake::* or
+/// the caller's own (see rcq/policy.hpp), in any order, at most one per
+/// category; left-out categories default to poll::busy, buffer::owned<4096>
+/// and handshake::tcp.
+///
+///     rcq::connection<> conn(rcq::handshake::tcp::server(18515));
+///     conn.post_recv(0, 64);   // receives go first,
+///     conn.ready();            // then the go-ahead, then sends.
+///
+/// Not thread safe; move-only (moving is not allowed once connected, since
+/// the QP refers to the CQ and buffer by address: hold it by value or in a
+/// unique_ptr).
+template <class... Policies>
+class connection {
+    using bag = detail::policy_bag<poll::busy, buffer::owned<>, handshake::tcp, Policies...>;
+
+public:
+    using poll_type = typename bag::poll;
+    using buffer_type = typename bag::buffer;
+    using handshake_type = typename bag::handshake;
+
+    explicit connection(handshake_type handshake, const connection_options& opts = {},
+                        const typename buffer_type::config& buffer_config = {})
+        : out_(opts.narrate),
+          timeout_(opts.completion_timeout),
+          ctx_(open(opts)),
+          port_(ctx_.port(opts.port)),
+          gid_(pick_gid(opts)),
+          pd_(make_pd()),
+          buffer_(make_buffer(buffer_config)),
+          poll_(ctx_),
+          cq_(make_cq(opts)),
+          handshake_(std::move(handshake)),
+          qp_(establish(opts)) {}
+
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    /// The registered buffer that post_send/post_recv offsets refer to.
+    std::span<std::byte> buffer() const noexcept { return buffer_.bytes(); }
+    const endpoint& local() const noexcept { return local_; }
+    const endpoint& remote() const noexcept { return remote_; }
+    const gid_entry& gid() const noexcept { return gid_; }
+    const context& device() const noexcept { return ctx_; }
+    /// The typed QP, for posting work requests of one's own.
+    qp<state::rts>& queue_pair() noexcept { return qp_; }
+
+    /// The go-ahead: returns once both sides called it. Call it after posting
+    /// the receives the peer's first sends will land in.
+    void ready() {
+        say("handshake: waiting for the peer's go-ahead");
+        handshake_.barrier();
+        say("handshake: both sides ready; the peer's receives are posted");
+    }
+
+    /// SEND of `length` bytes at `offset` in the buffer, signaled. Returns 0
+    /// or the errno value of ibv_post_send. Bounds are the caller's to keep.
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(std::size_t offset, std::uint32_t length,
+                                                  std::uint64_t wr_id = 0) noexcept {
+        ibv_sge sge{reinterpret_cast<std::uintptr_t>(buffer_.bytes().data() + offset), length,
+                    buffer_.lkey()};
+        ibv_send_wr wr{};
+        wr.wr_id = wr_id;
+        wr.sg_list = &sge;
+        wr.num_sge = 1;
+        wr.opcode = IBV_WR_SEND;
+        wr.send_flags = IBV_SEND_SIGNALED;
+        return qp_.post_send(wr);
+    }
+
+    /// RECV into `length` bytes at `offset` in the buffer.
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(std::size_t offset, std::uint32_t length,
+                                                  std::uint64_t wr_id = 0) noexcept {
+        ibv_sge sge{reinterpret_cast<std::uintptr_t>(buffer_.bytes().data() + offset), length,
+                    buffer_.lkey()};
+        ibv_recv_wr wr{};
+        wr.wr_id = wr_id;
+        wr.sg_list = &sge;
+        wr.num_sge = 1;
+        return qp_.post_recv(wr);
+    }
+
+    /// Waits for the next completion, at most completion_timeout. Throws
+    /// rcq::error on timeout, on a polling failure, and for a completion
+    /// whose status is not success (with its status text, opcode and WR id).
+    ibv_wc wait(std::string_view what = "a completion") {
+        ibv_wc wc{};
+        const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), deadline::after(timeout_));
+        if (n < 0) throw_error("ibv_poll_cq while waiting for " + std::string(what), {}, EIO);
+        if (n == 0)
+            throw_error("no completion for " + std::string(what) + " within " +
+                            std::to_string(timeout_.count()) + " ms",
+                        "is the peer still running, and did it post a matching receive?",
+                        ETIMEDOUT);
+        check_completion(wc, what);
+        return wc;
+    }
+
+private:
+    void say(const std::string& line) const {
+        if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
+    }
+
+    context open(const connection_options& opts) const {
+        context ctx = context::open(opts.device);
+        say("opened device " + ctx.name());
+        return ctx;
+    }
+
+    gid_entry pick_gid(const connection_options& opts) const {
+        if (port_.state != IBV_PORT_ACTIVE)
+            throw_error(ctx_.name() + " port " + std::to_string(opts.port) + " is " +
+                            std::string(port_state_name(port_.state)) + ", not ACTIVE",
+                        "check the link: `ibv_devinfo -d " + ctx_.name() + "`", ENETDOWN);
+        say("port " + std::to_string(opts.port) + ": ACTIVE, active MTU " +
+            std::to_string(mtu_bytes(port_.active_mtu)) + ", LID " + std::to_string(port_.lid));
+        gid_entry g = choose_gid(ctx_, opts.port, opts.gid_index);
+        say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " +
+            gid_to_string(g.gid) + (g.netdev().empty() ? "" : " on " + g.netdev()) +
+            (opts.gid_index ? "" : ", chosen automatically"));
+        return g;
+    }
+
+    pd make_pd() const {
+        pd domain(ctx_);
+        say("allocated a protection domain");
+        return domain;
+    }
+
+    buffer_type make_buffer(const typename buffer_type::config& cfg) const {
+        buffer_type b(pd_, cfg);
+        say("registered a " + std::to_string(b.bytes().size()) + "-byte buffer: lkey 0x" +
+            hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));
+        return b;
+    }
+
+    cq make_cq(const connection_options& opts) {
+        cq c = poll_.make_cq(ctx_, opts.cq_depth);
+        say("created a completion queue of " + std::to_string(opts.cq_depth) + " entries");
+        return c;
+    }
+
+    qp<state::rts> establish(const connection_options& opts) {
+        qp<state::reset> fresh(pd_, cq_, cq_, opts.caps);
+        say("created RC queue pair: QPN 0x" + hex(fresh.qp_num()) + ", state RESET");
+
+        auto initialized = std::move(fresh).to_init({.port_num = opts.port,
+                                                     .access = opts.remote_access});
+        say("QP RESET -> INIT");
+
+        local_.qpn = initialized.qp_num();
+        local_.psn = std::random_device{}() & 0xffffff;
+        local_.lid = port_.lid;
+        local_.gid = gid_.gid;
+        if (opts.remote_access != 0) {
+            local_.remote_addr = reinterpret_cast<std::uintptr_t>(buffer_.bytes().data());
+            local_.rkey = buffer_.rkey();
+            local_.remote_len = buffer_.bytes().size();
+        }
+        say("handshake: sending local endpoint  " + describe(local_));
+        remote_ = handshake_.exchange(local_);
+        say("handshake: received peer endpoint  " + describe(remote_));
+
+        auto ready_to_receive = std::move(initialized).to_rtr({
+            .dest_qpn = remote_.qpn,
+            .rq_psn = remote_.psn,
+            .dlid = remote_.lid,
+            .dgid = remote_.gid,
+            .sgid_index = static_cast<std::uint8_t>(gid_.index),
+            .port_num = opts.port,
+            .path_mtu = port_.active_mtu,
+        });
+        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(port_.active_mtu)) +
+            ", remote QPN 0x" + hex(remote_.qpn) + ")");
+
+        auto ready_to_send = std::move(ready_to_receive).to_rts({.sq_psn = local_.psn});
+        say("QP RTR -> RTS (ACK timeout 14, retry_cnt 7, rnr_retry 7)");
+        return ready_to_send;
+    }
+
+    static std::string hex(std::uint64_t v) {
+        char text[17];
+        std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(v));
+        return text;
+    }
+
+    static std::string describe(const endpoint& e) {
+        return "QPN 0x" + hex(e.qpn) + ", PSN 0x" + hex(e.psn) + ", LID " + std::to_string(e.lid) +
+               ", GID " + gid_to_string(e.gid);
+    }
+
+    std::ostream* out_;
+    std::chrono::milliseconds timeout_;
+    // Declaration order is construction order; destruction runs backwards,
+    // so the QP goes first and the context last, as verbs requires.
+    context ctx_;
+    ibv_port_attr port_;
+    gid_entry gid_;
+    pd pd_;
+    buffer_type buffer_;
+    [[no_unique_address]] poll_type poll_;
+    cq cq_;
+    handshake_type handshake_;
+    endpoint local_{};
+    endpoint remote_{};
+    qp<state::rts> qp_;
+};
+
+} // namespace rcq

@@ -1,0 +1,47 @@
+// rcq/cq.hpp - a completion queue.
+#pragma once
+
+#include <rcq/config.hpp>
+#include <rcq/detail/handle.hpp>
+#include <rcq/device.hpp>
+#include <rcq/error.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <span>
+#include <string>
+
+namespace rcq {
+
+/// A completion queue (ibv_create_cq). Move-only, the size of a pointer.
+/// Must outlive the QPs that use it. Polling one CQ from several threads at
+/// once needs the caller's own lock, as with verbs.
+class cq {
+public:
+    /// A CQ of at least `depth` entries, optionally bound to a completion
+    /// channel for blocking waits.
+    cq(const context& ctx, int depth, ibv_comp_channel* channel = nullptr, int comp_vector = 0)
+        : cq_(ibv_create_cq(ctx.get(), depth, nullptr, channel, comp_vector)) {
+        if (!cq_)
+            throw_error("ibv_create_cq(depth " + std::to_string(depth) + ")",
+                        "the device's max_cqe limits the depth; `ibv_devinfo -v` shows it");
+    }
+    /// Adopts a CQ created elsewhere; rcq destroys it.
+    explicit cq(ibv_cq* raw) noexcept : cq_(raw) {}
+
+    ibv_cq* get() const noexcept { return cq_.get(); }
+
+    /// Takes up to `out.size()` completions without blocking. Returns how many
+    /// (0 when none are ready) or a negative value when polling failed. This
+    /// is ibv_poll_cq and nothing else.
+    [[nodiscard]] RCQ_ALWAYS_INLINE int poll(std::span<ibv_wc> out) const noexcept {
+        return ibv_poll_cq(cq_.get(), static_cast<int>(out.size()), out.data());
+    }
+
+private:
+    detail::handle<ibv_cq, &ibv_destroy_cq> cq_;
+};
+
+static_assert(sizeof(cq) == sizeof(ibv_cq*));
+
+} // namespace rcq

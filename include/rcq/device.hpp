@@ -1,0 +1,125 @@
+// rcq/device.hpp - the list of RDMA devices and an open device context.
+#pragma once
+
+#include <rcq/detail/handle.hpp>
+#include <rcq/error.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace rcq {
+
+/// The devices libibverbs sees (ibv_get_device_list). Move-only; frees the
+/// list on destruction. Contexts opened from it stay valid after it is gone.
+class device_list {
+public:
+    device_list() {
+        int n = 0;
+        list_ = ibv_get_device_list(&n);
+        if (list_ == nullptr)
+            throw_error("ibv_get_device_list",
+                        "is libibverbs installed with a provider (Debian: ibverbs-providers)?");
+        size_ = static_cast<std::size_t>(n);
+    }
+    device_list(device_list&& other) noexcept
+        : list_(std::exchange(other.list_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    device_list& operator=(device_list&&) = delete;
+    device_list(const device_list&) = delete;
+    ~device_list() {
+        if (list_ != nullptr) ibv_free_device_list(list_);
+    }
+
+    std::span<ibv_device* const> devices() const noexcept { return {list_, size_}; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+
+    /// The device called `name`, or the first device when `name` is empty.
+    /// Throws rcq::error listing the devices present when there is no match.
+    ibv_device* find(std::string_view name) const {
+        if (empty())
+            throw_error("no RDMA device found",
+                        "load a driver, e.g. Soft-RoCE: `rdma link add rxe0 type rxe netdev eth0`, "
+                        "or run through tests/softroce/run",
+                        ENODEV);
+        if (name.empty()) return list_[0];
+        for (ibv_device* dev : devices())
+            if (name == ibv_get_device_name(dev)) return dev;
+        throw_error("RDMA device '" + std::string(name) + "' not found",
+                    "devices present: " + names() + "; pass one of them, or none for the first",
+                    ENODEV);
+    }
+
+    /// The names of all devices, comma separated (for messages).
+    std::string names() const {
+        std::string out;
+        for (ibv_device* dev : devices()) {
+            if (!out.empty()) out += ", ";
+            out += ibv_get_device_name(dev);
+        }
+        return out.empty() ? "(none)" : out;
+    }
+
+private:
+    ibv_device** list_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// An open device (ibv_context). Move-only, the size of a pointer; must
+/// outlive every object created from it (PD, CQ, QP, MR).
+class context {
+public:
+    /// Opens the device called `name`, or the first one when `name` is empty.
+    static context open(std::string_view name = {}) {
+        device_list list;
+        ibv_device* dev = list.find(name);
+        ibv_context* raw = ibv_open_device(dev);
+        if (raw == nullptr)
+            throw_error(std::string("ibv_open_device(") + ibv_get_device_name(dev) + ")",
+                        "check permissions on /dev/infiniband/uverbs*");
+        return context(raw);
+    }
+
+    /// Adopts a context opened elsewhere; rcq closes it.
+    explicit context(ibv_context* raw) noexcept : ctx_(raw) {}
+
+    ibv_context* get() const noexcept { return ctx_.get(); }
+    std::string name() const { return ibv_get_device_name(ctx_->device); }
+
+    /// ibv_query_port for `port_num` (ports count from 1).
+    ibv_port_attr port(std::uint8_t port_num = 1) const {
+        ibv_port_attr attr{};
+        if (int rc = ibv_query_port(get(), port_num, &attr); rc != 0)
+            throw_error("ibv_query_port(" + name() + ", port " + std::to_string(port_num) + ")",
+                        "ports count from 1; `ibv_devinfo -d " + name() + "` lists them", rc);
+        return attr;
+    }
+
+    /// ibv_query_device: the device's limits (max_qp_wr, max_sge, ...).
+    ibv_device_attr attributes() const {
+        ibv_device_attr attr{};
+        if (int rc = ibv_query_device(get(), &attr); rc != 0)
+            throw_error("ibv_query_device(" + name() + ")", {}, rc);
+        return attr;
+    }
+
+private:
+    detail::handle<ibv_context, &ibv_close_device> ctx_;
+};
+
+static_assert(sizeof(context) == sizeof(ibv_context*));
+
+/// The name libibverbs uses for a port state, e.g. "ACTIVE".
+inline std::string_view port_state_name(ibv_port_state s) noexcept {
+    return ibv_port_state_str(s);
+}
+
+/// The path MTU as bytes (IBV_MTU_1024 -> 1024).
+inline int mtu_bytes(ibv_mtu mtu) noexcept {
+    return 128 << static_cast<int>(mtu);
+}
+
+} // namespace rcq

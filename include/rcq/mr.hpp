@@ -1,0 +1,51 @@
+// rcq/mr.hpp - a registered memory region.
+#pragma once
+
+#include <rcq/detail/handle.hpp>
+#include <rcq/error.hpp>
+#include <rcq/pd.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace rcq {
+
+/// Memory registered with a PD (ibv_reg_mr). Move-only, the size of a
+/// pointer. The memory must stay allocated for the MR's lifetime; the MR must
+/// be gone before its PD.
+class mr {
+public:
+    /// Registers `bytes` with `access` (IBV_ACCESS_*). Least privilege by
+    /// default: local write only; remote access is the caller's explicit choice.
+    mr(const pd& domain, std::span<std::byte> bytes, int access = IBV_ACCESS_LOCAL_WRITE)
+        : mr_(ibv_reg_mr(domain.get(), bytes.data(), bytes.size(), access)) {
+        if (!mr_) {
+            const int err = errno;
+            throw_error("ibv_reg_mr(" + std::to_string(bytes.size()) + " bytes)",
+                        err == ENOMEM || err == EPERM || err == EAGAIN
+                            ? "the locked-memory limit may be too low: `ulimit -l unlimited`"
+                            : "",
+                        err);
+        }
+    }
+    /// Adopts an MR registered elsewhere; rcq deregisters it.
+    explicit mr(ibv_mr* raw) noexcept : mr_(raw) {}
+
+    ibv_mr* get() const noexcept { return mr_.get(); }
+    std::uint32_t lkey() const noexcept { return mr_->lkey; }
+    std::uint32_t rkey() const noexcept { return mr_->rkey; }
+    std::byte* data() const noexcept { return static_cast<std::byte*>(mr_->addr); }
+    std::size_t size() const noexcept { return mr_->length; }
+    std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
+
+private:
+    detail::handle<ibv_mr, &ibv_dereg_mr> mr_;
+};
+
+static_assert(sizeof(mr) == sizeof(ibv_mr*));
+
+} // namespace rcq

@@ -1,0 +1,267 @@
+// rcq/qp.hpp - an RC queue pair whose state is part of its type.
+#pragma once
+
+#include <rcq/config.hpp>
+#include <rcq/cq.hpp>
+#include <rcq/detail/handle.hpp>
+#include <rcq/error.hpp>
+#include <rcq/pd.hpp>
+#include <rcq/state.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace rcq {
+
+/// Sizes of the queues, fixed when the QP is created.
+struct qp_caps {
+    std::uint32_t max_send_wr = 64;
+    std::uint32_t max_recv_wr = 64;
+    std::uint32_t max_send_sge = 1;
+    std::uint32_t max_recv_sge = 1;
+    std::uint32_t max_inline_data = 0;
+    /// Signal every send (sq_sig_all); otherwise each WR chooses.
+    bool signal_all = false;
+};
+
+/// RESET -> INIT.
+struct init_attrs {
+    std::uint8_t port_num = 1;
+    std::uint16_t pkey_index = 0;
+    /// Remote access the peer gets (IBV_ACCESS_REMOTE_*). None by default:
+    /// SEND/RECV needs none, and remote access is granted only on request.
+    unsigned access = 0;
+};
+
+/// INIT -> RTR: where the peer is. RoCE v2 always routes with a GRH.
+struct rtr_attrs {
+    std::uint32_t dest_qpn = 0;
+    std::uint32_t rq_psn = 0; // the peer's initial send PSN
+    std::uint16_t dlid = 0;   // 0 on RoCE
+    std::array<std::uint8_t, 16> dgid{};
+    std::uint8_t sgid_index = 0; // our RoCE v2 GID (rcq::choose_gid)
+    std::uint8_t port_num = 1;
+    ibv_mtu path_mtu = IBV_MTU_1024; // at most the port's active MTU
+    std::uint8_t hop_limit = 64;
+    std::uint8_t max_dest_rd_atomic = 1;
+    std::uint8_t min_rnr_timer = 12; // 0.64 ms
+};
+
+/// RTR -> RTS.
+struct rts_attrs {
+    std::uint32_t sq_psn = 0; // our initial send PSN, the one the peer was told
+    /// Local ACK timeout 4.096 us * 2^timeout; 14 (67 ms) tolerates software RoCE.
+    std::uint8_t timeout = 14;
+    std::uint8_t retry_cnt = 7;
+    std::uint8_t rnr_retry = 7; // 7 = retry forever on receiver-not-ready
+    std::uint8_t max_rd_atomic = 1;
+};
+
+/// A Reliable Connection queue pair in state `State` (rcq::state::*).
+///
+/// Each transition consumes the handle and returns one of the next state's
+/// type, so a QP can only be used as its state allows:
+///
+///     rcq::qp<rcq::state::reset> q(pd, cq, cq);
+///     auto ready = std::move(q).to_init({}).to_rtr(peer).to_rts(mine);
+///     ready.post_send(wr);   // compiles only on qp<state::rts>
+///
+/// Move-only, exactly the size of an `ibv_qp*`; destroys the QP on
+/// destruction. A transition that fails throws rcq::error and leaves the QP
+/// with the handle it was called on, which destroys it.
+/// Thread safety: as verbs; posting from several threads on one QP needs the
+/// caller's own lock.
+template <class State>
+class qp {
+    static_assert(qp_state<State>, "rcq::qp<State>: State must be one of rcq::state::reset, "
+                                   "init, rtr, rts or error");
+
+public:
+    using state_type = State;
+
+    /// Creates an RC QP in RESET on `domain`, completing into `send_cq` and
+    /// `recv_cq` (which may be the same CQ).
+    qp(const pd& domain, const cq& send_cq, const cq& recv_cq, const qp_caps& caps = {})
+        requires std::same_as<State, state::reset>
+    {
+        ibv_qp_init_attr attr{};
+        attr.send_cq = send_cq.get();
+        attr.recv_cq = recv_cq.get();
+        attr.qp_type = IBV_QPT_RC;
+        attr.sq_sig_all = caps.signal_all ? 1 : 0;
+        attr.cap.max_send_wr = caps.max_send_wr;
+        attr.cap.max_recv_wr = caps.max_recv_wr;
+        attr.cap.max_send_sge = caps.max_send_sge;
+        attr.cap.max_recv_sge = caps.max_recv_sge;
+        attr.cap.max_inline_data = caps.max_inline_data;
+        qp_ = raw_handle(ibv_create_qp(domain.get(), &attr));
+        if (!qp_)
+            throw_error("ibv_create_qp(RC, send_wr " + std::to_string(caps.max_send_wr) +
+                            ", recv_wr " + std::to_string(caps.max_recv_wr) + ")",
+                        "the device's max_qp_wr and max_sge bound these; `ibv_devinfo -v` shows them");
+    }
+
+    /// Escape hatch for interop: adopts a QP made elsewhere, trusting the
+    /// caller that it is RC and in `State`. rcq destroys it.
+    static qp adopt_unchecked(ibv_qp* raw) noexcept { return qp(raw); }
+
+    qp(qp&&) noexcept = default;
+    qp& operator=(qp&&) noexcept = default;
+
+    ibv_qp* get() const noexcept { return qp_.get(); }
+    std::uint32_t qp_num() const noexcept { return qp_->qp_num; }
+    /// Gives up ownership of the raw QP without destroying it.
+    ibv_qp* release() && noexcept { return qp_.release(); }
+
+    // -- transitions -------------------------------------------------------
+
+    [[nodiscard]] qp<state::init> to_init(const init_attrs& a = {}) &&
+        requires qp_must_be_in_reset_to_move_to_init<State>
+    {
+        ibv_qp_attr attr{};
+        attr.qp_state = IBV_QPS_INIT;
+        attr.port_num = a.port_num;
+        attr.pkey_index = a.pkey_index;
+        attr.qp_access_flags = a.access;
+        modify(attr, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS,
+               "RESET->INIT", "ports count from 1; check the port number");
+        return next<state::init>();
+    }
+
+    [[nodiscard]] qp<state::rtr> to_rtr(const rtr_attrs& a) &&
+        requires qp_must_be_in_init_to_move_to_rtr<State>
+    {
+        ibv_qp_attr attr{};
+        attr.qp_state = IBV_QPS_RTR;
+        attr.path_mtu = a.path_mtu;
+        attr.dest_qp_num = a.dest_qpn;
+        attr.rq_psn = a.rq_psn & 0xffffff;
+        attr.max_dest_rd_atomic = a.max_dest_rd_atomic;
+        attr.min_rnr_timer = a.min_rnr_timer;
+        attr.ah_attr.is_global = 1;
+        attr.ah_attr.dlid = a.dlid;
+        attr.ah_attr.port_num = a.port_num;
+        attr.ah_attr.grh.hop_limit = a.hop_limit;
+        attr.ah_attr.grh.sgid_index = a.sgid_index;
+        std::memcpy(attr.ah_attr.grh.dgid.raw, a.dgid.data(), 16);
+        modify(attr,
+               IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                   IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER,
+               "INIT->RTR",
+               "check that the local GID index is RoCE v2, that the peer's GID is reachable, "
+               "and that the path MTU is at most the port's active MTU");
+        return next<state::rtr>();
+    }
+
+    [[nodiscard]] qp<state::rts> to_rts(const rts_attrs& a) &&
+        requires qp_must_be_in_rtr_to_move_to_rts<State>
+    {
+        ibv_qp_attr attr{};
+        attr.qp_state = IBV_QPS_RTS;
+        attr.sq_psn = a.sq_psn & 0xffffff;
+        attr.timeout = a.timeout;
+        attr.retry_cnt = a.retry_cnt;
+        attr.rnr_retry = a.rnr_retry;
+        attr.max_rd_atomic = a.max_rd_atomic;
+        modify(attr,
+               IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                   IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC,
+               "RTR->RTS", "");
+        return next<state::rts>();
+    }
+
+    /// Any state -> ERROR: outstanding work requests complete with
+    /// IBV_WC_WR_FLUSH_ERR, which is how a QP is drained before teardown.
+    [[nodiscard]] qp<state::error> to_error() && {
+        ibv_qp_attr attr{};
+        attr.qp_state = IBV_QPS_ERR;
+        modify(attr, IBV_QP_STATE, std::string(State::name) + "->ERROR", "");
+        return next<state::error>();
+    }
+
+    /// Any state -> RESET, ready to be connected again.
+    [[nodiscard]] qp<state::reset> to_reset() && {
+        ibv_qp_attr attr{};
+        attr.qp_state = IBV_QPS_RESET;
+        modify(attr, IBV_QP_STATE, std::string(State::name) + "->RESET", "");
+        return next<state::reset>();
+    }
+
+    // Transitions consume the handle, so that the old state's handle cannot
+    // be used afterwards. Calling one on an lvalue lands here.
+    template <class... Args>
+    void to_init(Args&&...) & { consume_rule<Args...>(); }
+    template <class... Args>
+    void to_rtr(Args&&...) & { consume_rule<Args...>(); }
+    template <class... Args>
+    void to_rts(Args&&...) & { consume_rule<Args...>(); }
+    template <class... Args>
+    void to_error(Args&&...) & { consume_rule<Args...>(); }
+    template <class... Args>
+    void to_reset(Args&&...) & { consume_rule<Args...>(); }
+
+    // -- hot path ------------------------------------------------------------
+
+    /// Posts a chain of send work requests: exactly ibv_post_send. Returns 0
+    /// or an errno value, with `bad` set to the first WR not posted.
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(ibv_send_wr& wr, ibv_send_wr*& bad) noexcept
+        requires qp_must_be_in_rts_to_post_send<State>
+    {
+        return ibv_post_send(qp_.get(), &wr, &bad);
+    }
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(ibv_send_wr& wr) noexcept
+        requires qp_must_be_in_rts_to_post_send<State>
+    {
+        ibv_send_wr* bad;
+        return ibv_post_send(qp_.get(), &wr, &bad);
+    }
+
+    /// Posts a chain of receive work requests: exactly ibv_post_recv.
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(ibv_recv_wr& wr, ibv_recv_wr*& bad) noexcept
+        requires qp_must_be_in_init_rtr_or_rts_to_post_recv<State>
+    {
+        return ibv_post_recv(qp_.get(), &wr, &bad);
+    }
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(ibv_recv_wr& wr) noexcept
+        requires qp_must_be_in_init_rtr_or_rts_to_post_recv<State>
+    {
+        ibv_recv_wr* bad;
+        return ibv_post_recv(qp_.get(), &wr, &bad);
+    }
+
+private:
+    template <class>
+    friend class qp;
+    using raw_handle = detail::handle<ibv_qp, &ibv_destroy_qp>;
+
+    explicit qp(ibv_qp* raw) noexcept : qp_(raw) {}
+
+    template <class... Args>
+    static void consume_rule() {
+        static_assert(detail::dependent_false<qp(Args...)>,
+                      "rcq: a QP transition consumes its handle; call it on an rvalue: "
+                      "auto next = std::move(q).to_xxx(...)");
+    }
+
+    void modify(ibv_qp_attr& attr, int mask, const std::string& step, const std::string& hint) {
+        if (int rc = ibv_modify_qp(qp_.get(), &attr, mask); rc != 0)
+            throw_error("ibv_modify_qp(" + step + ", QPN " + std::to_string(qp_->qp_num) + ")",
+                        hint, rc);
+    }
+
+    template <class Next>
+    qp<Next> next() noexcept {
+        return qp<Next>(qp_.release());
+    }
+
+    raw_handle qp_;
+};
+
+static_assert(sizeof(qp<state::reset>) == sizeof(ibv_qp*));
+static_assert(sizeof(qp<state::rts>) == sizeof(ibv_qp*));
+
+} // namespace rcq

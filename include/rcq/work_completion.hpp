@@ -1,0 +1,64 @@
+// rcq/work_completion.hpp - reading and checking work completions.
+#pragma once
+
+#include <rcq/error.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace rcq {
+
+/// The name of a completion's opcode, e.g. "RECV".
+inline const char* to_string(ibv_wc_opcode op) noexcept {
+    switch (op) {
+    case IBV_WC_SEND: return "SEND";
+    case IBV_WC_RDMA_WRITE: return "RDMA_WRITE";
+    case IBV_WC_RDMA_READ: return "RDMA_READ";
+    case IBV_WC_COMP_SWAP: return "COMP_SWAP";
+    case IBV_WC_FETCH_ADD: return "FETCH_ADD";
+    case IBV_WC_BIND_MW: return "BIND_MW";
+    case IBV_WC_LOCAL_INV: return "LOCAL_INV";
+    case IBV_WC_RECV: return "RECV";
+    case IBV_WC_RECV_RDMA_WITH_IMM: return "RECV_RDMA_WITH_IMM";
+    default: return "opcode";
+    }
+}
+
+/// Throws rcq::error for a completion whose status is not success, with the
+/// status text, WR id and vendor error. Verbs leave a failed completion's
+/// opcode undefined, so `what` names the operation instead.
+inline void check_completion(const ibv_wc& wc, std::string_view what) {
+    if (wc.status == IBV_WC_SUCCESS) return;
+    std::string step = "work completion for " + std::string(what) + ": " +
+                       ibv_wc_status_str(wc.status) + " (status " + std::to_string(wc.status) +
+                       ", wr_id " + std::to_string(wc.wr_id) + ", vendor_err 0x";
+    char vendor[9];
+    std::snprintf(vendor, sizeof vendor, "%x", wc.vendor_err);
+    step += vendor;
+    step += ")";
+    const char* hint = "";
+    switch (wc.status) {
+    case IBV_WC_RETRY_EXC_ERR:
+        hint = "the peer did not acknowledge: is it alive, and are the GIDs and QPNs right?";
+        break;
+    case IBV_WC_RNR_RETRY_EXC_ERR:
+        hint = "the peer had no receive posted: post receives before the go-ahead";
+        break;
+    case IBV_WC_REM_ACCESS_ERR:
+        hint = "the remote address or rkey is wrong, or the peer did not grant that access";
+        break;
+    case IBV_WC_LOC_LEN_ERR:
+        hint = "the receive buffer is smaller than the message";
+        break;
+    case IBV_WC_WR_FLUSH_ERR:
+        hint = "the QP went to the ERROR state; an earlier completion says why";
+        break;
+    default: break;
+    }
+    throw_error(step, hint, EIO);
+}
+
+} // namespace rcq
