@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
                 for (const rcq::gid_entry& g : table) {
                     const bool mark = chosen && chosen->index == g.index;
                     std::cout << (mark ? "  * " : "    ") << "GID " << g.index << ": "
-                              << rcq::gid_to_string(g.gid) << "  " << g.kind();
+                              << g.address() << "  " << g.kind();
                     if (!g.netdev().empty()) std::cout << "  " << g.netdev();
                     std::cout << '\n';
                 }

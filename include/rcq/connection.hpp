@@ -61,6 +61,25 @@ struct connection_options {
 /// Not thread safe; move-only (moving is not allowed once connected, since
 /// the QP refers to the CQ and buffer by address: hold it by value or in a
 /// unique_ptr).
+namespace detail {
+/// A buffer policy whose memory is already registered (rcq::buffer::external)
+/// names the PD it lives in; the connection then runs on that PD and its
+/// device instead of opening its own.
+template <class B>
+concept brings_own_pd = requires(const typename B::config& c) {
+    { B::protection_domain(c) } -> std::same_as<ibv_pd*>;
+};
+
+/// A policy's one-line description for the narration, if it has one.
+template <class P>
+std::string describe_policy(const P& p) {
+    if constexpr (requires { { p.describe() } -> std::convertible_to<std::string>; })
+        return p.describe();
+    else
+        return {};
+}
+} // namespace detail
+
 template <class... Policies>
 class connection {
     using bag = detail::policy_bag<poll::busy, buffer::owned<>, handshake::tcp, Policies...>;
@@ -69,16 +88,19 @@ public:
     using poll_type = typename bag::poll;
     using buffer_type = typename bag::buffer;
     using handshake_type = typename bag::handshake;
+    using buffer_config = typename buffer_type::config;
 
     explicit connection(handshake_type handshake, const connection_options& opts = {},
-                        const typename buffer_type::config& buffer_config = {})
+                        const buffer_config& buffer_cfg = {})
         : out_(opts.narrate),
           timeout_(opts.completion_timeout),
-          ctx_(open(opts)),
-          port_(ctx_.port(opts.port)),
+          own_ctx_(open_device(opts, buffer_cfg)),
+          ctx_(own_ctx_ ? own_ctx_->get() : borrowed_pd(buffer_cfg)->context),
+          port_(query_port(ctx_, opts.port)),
           gid_(pick_gid(opts)),
-          pd_(make_pd()),
-          buffer_(make_buffer(buffer_config)),
+          own_pd_(own_ctx_ ? std::optional<pd>(make_pd()) : std::nullopt),
+          pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
+          buffer_(make_buffer(buffer_cfg)),
           poll_(ctx_),
           cq_(make_cq(opts)),
           handshake_(std::move(handshake)),
@@ -89,10 +111,13 @@ public:
 
     /// The registered buffer that post_send/post_recv offsets refer to.
     std::span<std::byte> buffer() const noexcept { return buffer_.bytes(); }
+    const buffer_type& buffer_policy() const noexcept { return buffer_; }
     const endpoint& local() const noexcept { return local_; }
     const endpoint& remote() const noexcept { return remote_; }
     const gid_entry& gid() const noexcept { return gid_; }
-    const context& device() const noexcept { return ctx_; }
+    ibv_context* device() const noexcept { return ctx_; }
+    ibv_pd* protection_domain() const noexcept { return pd_; }
+    const cq& completion_queue() const noexcept { return cq_; }
     /// The typed QP, for posting work requests of one's own.
     qp<state::rts>& queue_pair() noexcept { return qp_; }
 
@@ -133,11 +158,12 @@ public:
 
     /// Waits for the next completion, at most completion_timeout. Throws
     /// rcq::error on timeout, on a polling failure, and for a completion
-    /// whose status is not success (with its status text, opcode and WR id).
+    /// whose status is not success (with its status text and WR id).
     ibv_wc wait(std::string_view what = "a completion") {
         ibv_wc wc{};
         const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), deadline::after(timeout_));
-        if (n < 0) throw_error("ibv_poll_cq while waiting for " + std::string(what), {}, EIO);
+        if (n < 0)
+            throw_error("polling the CQ while waiting for " + std::string(what), {}, -n);
         if (n == 0)
             throw_error("no completion for " + std::string(what) + " within " +
                             std::to_string(timeout_.count()) + " ms",
@@ -152,22 +178,40 @@ private:
         if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
     }
 
-    context open(const connection_options& opts) const {
+    static ibv_pd* borrowed_pd(const buffer_config& cfg) {
+        if constexpr (detail::brings_own_pd<buffer_type>)
+            return buffer_type::protection_domain(cfg);
+        else
+            return nullptr;
+    }
+
+    std::optional<context> open_device(const connection_options& opts,
+                                       const buffer_config& cfg) const {
+        if (ibv_pd* given = borrowed_pd(cfg)) {
+            const std::string name = device_name(given->context);
+            if (!opts.device.empty() && opts.device != name)
+                throw_error("the buffer's memory region is on " + name + ", not on " + opts.device,
+                            "drop the device option, or register the memory on " + opts.device,
+                            EINVAL);
+            say("using device " + name + " and the protection domain of the caller's memory region");
+            return std::nullopt;
+        }
         context ctx = context::open(opts.device);
         say("opened device " + ctx.name());
         return ctx;
     }
 
     gid_entry pick_gid(const connection_options& opts) const {
+        const std::string name = device_name(ctx_);
         if (port_.state != IBV_PORT_ACTIVE)
-            throw_error(ctx_.name() + " port " + std::to_string(opts.port) + " is " +
+            throw_error(name + " port " + std::to_string(opts.port) + " is " +
                             std::string(port_state_name(port_.state)) + ", not ACTIVE",
-                        "check the link: `ibv_devinfo -d " + ctx_.name() + "`", ENETDOWN);
+                        "check the link: `ibv_devinfo -d " + name + "`", ENETDOWN);
         say("port " + std::to_string(opts.port) + ": ACTIVE, active MTU " +
             std::to_string(mtu_bytes(port_.active_mtu)) + ", LID " + std::to_string(port_.lid));
         gid_entry g = choose_gid(ctx_, opts.port, opts.gid_index);
-        say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " +
-            gid_to_string(g.gid) + (g.netdev().empty() ? "" : " on " + g.netdev()) +
+        say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
+            (g.netdev().empty() ? "" : " on " + g.netdev()) +
             (opts.gid_index ? "" : ", chosen automatically"));
         return g;
     }
@@ -178,16 +222,19 @@ private:
         return domain;
     }
 
-    buffer_type make_buffer(const typename buffer_type::config& cfg) const {
+    buffer_type make_buffer(const buffer_config& cfg) const {
         buffer_type b(pd_, cfg);
-        say("registered a " + std::to_string(b.bytes().size()) + "-byte buffer: lkey 0x" +
-            hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));
+        const std::string how = detail::describe_policy(b);
+        say((how.empty() ? "buffer ready" : how) + ": " + std::to_string(b.bytes().size()) +
+            " bytes, lkey 0x" + hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));
         return b;
     }
 
     cq make_cq(const connection_options& opts) {
         cq c = poll_.make_cq(ctx_, opts.cq_depth);
-        say("created a completion queue of " + std::to_string(opts.cq_depth) + " entries");
+        const std::string how = detail::describe_policy(poll_);
+        say("created a completion queue of " + std::to_string(opts.cq_depth) + " entries" +
+            (how.empty() ? "" : " (" + how + ")"));
         return c;
     }
 
@@ -208,7 +255,9 @@ private:
             local_.rkey = buffer_.rkey();
             local_.remote_len = buffer_.bytes().size();
         }
-        say("handshake: sending local endpoint  " + describe(local_));
+        const std::string how = detail::describe_policy(handshake_);
+        say("handshake" + (how.empty() ? "" : " (" + how + ")") + ": sending local endpoint  " +
+            describe(local_));
         remote_ = handshake_.exchange(local_);
         say("handshake: received peer endpoint  " + describe(remote_));
 
@@ -224,8 +273,10 @@ private:
         say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(port_.active_mtu)) +
             ", remote QPN 0x" + hex(remote_.qpn) + ")");
 
-        auto ready_to_send = std::move(ready_to_receive).to_rts({.sq_psn = local_.psn});
-        say("QP RTR -> RTS (ACK timeout 14, retry_cnt 7, rnr_retry 7)");
+        const rts_attrs rts{.sq_psn = local_.psn};
+        auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
+        say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
+            std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) + ")");
         return ready_to_send;
     }
 
@@ -237,19 +288,21 @@ private:
 
     static std::string describe(const endpoint& e) {
         return "QPN 0x" + hex(e.qpn) + ", PSN 0x" + hex(e.psn) + ", LID " + std::to_string(e.lid) +
-               ", GID " + gid_to_string(e.gid);
+               ", GID " + gid_entry{.gid = e.gid}.address();
     }
 
     std::ostream* out_;
     std::chrono::milliseconds timeout_;
     // Declaration order is construction order; destruction runs backwards,
-    // so the QP goes first and the context last, as verbs requires.
-    context ctx_;
+    // so the QP goes first and the device last, as verbs requires.
+    std::optional<context> own_ctx_; // empty when the buffer brings its own PD
+    ibv_context* ctx_;
     ibv_port_attr port_;
     gid_entry gid_;
-    pd pd_;
+    std::optional<pd> own_pd_;
+    ibv_pd* pd_;
     buffer_type buffer_;
-    [[no_unique_address]] poll_type poll_;
+    poll_type poll_; // may own a completion channel, which must outlive the CQ
     cq cq_;
     handshake_type handshake_;
     endpoint local_{};

@@ -20,8 +20,8 @@ class cq {
 public:
     /// A CQ of at least `depth` entries, optionally bound to a completion
     /// channel for blocking waits.
-    cq(const context& ctx, int depth, ibv_comp_channel* channel = nullptr, int comp_vector = 0)
-        : cq_(ibv_create_cq(ctx.get(), depth, nullptr, channel, comp_vector)) {
+    cq(ibv_context* ctx, int depth, ibv_comp_channel* channel = nullptr, int comp_vector = 0)
+        : cq_(ibv_create_cq(ctx, depth, nullptr, channel, comp_vector)) {
         if (!cq_)
             throw_error("ibv_create_cq(depth " + std::to_string(depth) + ")",
                         "the device's max_cqe limits the depth; `ibv_devinfo -v` shows it");
@@ -30,6 +30,7 @@ public:
     explicit cq(ibv_cq* raw) noexcept : cq_(raw) {}
 
     ibv_cq* get() const noexcept { return cq_.get(); }
+    operator ibv_cq*() const noexcept { return cq_.get(); }
 
     /// Takes up to `out.size()` completions without blocking. Returns how many
     /// (0 when none are ready) or a negative value when polling failed. This

@@ -68,8 +68,29 @@ private:
     std::size_t size_ = 0;
 };
 
+/// The name of the device behind `ctx`, e.g. "rxe0".
+inline std::string device_name(ibv_context* ctx) { return ibv_get_device_name(ctx->device); }
+
+/// ibv_query_port for `port_num` (ports count from 1).
+inline ibv_port_attr query_port(ibv_context* ctx, std::uint8_t port_num = 1) {
+    ibv_port_attr attr{};
+    if (int rc = ibv_query_port(ctx, port_num, &attr); rc != 0)
+        throw_error("ibv_query_port(" + device_name(ctx) + ", port " + std::to_string(port_num) + ")",
+                    "ports count from 1; `ibv_devinfo -d " + device_name(ctx) + "` lists them", rc);
+    return attr;
+}
+
+/// ibv_query_device: the device's limits (max_qp_wr, max_sge, ...).
+inline ibv_device_attr query_device(ibv_context* ctx) {
+    ibv_device_attr attr{};
+    if (int rc = ibv_query_device(ctx, &attr); rc != 0)
+        throw_error("ibv_query_device(" + device_name(ctx) + ")", {}, rc);
+    return attr;
+}
+
 /// An open device (ibv_context). Move-only, the size of a pointer; must
-/// outlive every object created from it (PD, CQ, QP, MR).
+/// outlive every object created from it (PD, CQ, QP, MR). Converts to
+/// `ibv_context*`, so it can be passed wherever rcq or verbs take one.
 class context {
 public:
     /// Opens the device called `name`, or the first one when `name` is empty.
@@ -87,24 +108,10 @@ public:
     explicit context(ibv_context* raw) noexcept : ctx_(raw) {}
 
     ibv_context* get() const noexcept { return ctx_.get(); }
-    std::string name() const { return ibv_get_device_name(ctx_->device); }
-
-    /// ibv_query_port for `port_num` (ports count from 1).
-    ibv_port_attr port(std::uint8_t port_num = 1) const {
-        ibv_port_attr attr{};
-        if (int rc = ibv_query_port(get(), port_num, &attr); rc != 0)
-            throw_error("ibv_query_port(" + name() + ", port " + std::to_string(port_num) + ")",
-                        "ports count from 1; `ibv_devinfo -d " + name() + "` lists them", rc);
-        return attr;
-    }
-
-    /// ibv_query_device: the device's limits (max_qp_wr, max_sge, ...).
-    ibv_device_attr attributes() const {
-        ibv_device_attr attr{};
-        if (int rc = ibv_query_device(get(), &attr); rc != 0)
-            throw_error("ibv_query_device(" + name() + ")", {}, rc);
-        return attr;
-    }
+    operator ibv_context*() const noexcept { return ctx_.get(); }
+    std::string name() const { return device_name(get()); }
+    ibv_port_attr port(std::uint8_t port_num = 1) const { return query_port(get(), port_num); }
+    ibv_device_attr attributes() const { return query_device(get()); }
 
 private:
     detail::handle<ibv_context, &ibv_close_device> ctx_;

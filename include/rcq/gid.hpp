@@ -5,6 +5,7 @@
 #include <rcq/error.hpp>
 
 #include <infiniband/verbs.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 
 #include <array>
@@ -39,6 +40,11 @@ struct gid_entry {
         static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         return std::memcmp(gid.data(), prefix, sizeof prefix) == 0;
     }
+    /// The GID as an IPv6 address, e.g. "::ffff:10.0.2.15" or "fe80::1".
+    std::string address() const {
+        char text[INET6_ADDRSTRLEN] = {};
+        return inet_ntop(AF_INET6, gid.data(), text, sizeof text) != nullptr ? text : "?";
+    }
     /// The network device behind this GID (e.g. "eth0"), or "" if none.
     std::string netdev() const {
         char name[IF_NAMESIZE] = {};
@@ -52,13 +58,13 @@ struct gid_entry {
 };
 
 /// Every valid GID of `port_num` on `ctx`, in index order.
-inline std::vector<gid_entry> gid_table(const context& ctx, std::uint8_t port_num = 1) {
-    const ibv_port_attr port = ctx.port(port_num);
+inline std::vector<gid_entry> gid_table(ibv_context* ctx, std::uint8_t port_num = 1) {
+    const ibv_port_attr port = query_port(ctx, port_num);
     std::vector<gid_entry> out;
     for (int i = 0; i < port.gid_tbl_len; ++i) {
         ibv_gid_entry raw{};
         // Unused slots fail with ENODATA; they are skipped, not errors.
-        if (ibv_query_gid_ex(ctx.get(), port_num, static_cast<std::uint32_t>(i), &raw, 0) != 0)
+        if (ibv_query_gid_ex(ctx, port_num, static_cast<std::uint32_t>(i), &raw, 0) != 0)
             continue;
         gid_entry e;
         e.index = raw.gid_index;
@@ -87,11 +93,11 @@ inline std::optional<gid_entry> preferred_gid(const std::vector<gid_entry>& tabl
 /// The GID to use on `port_num`: the RoCE v2 GID at `index` when one is
 /// given, else the preferred one. Throws rcq::error with the right index as a
 /// hint when `index` is empty, out of range or not RoCE v2.
-inline gid_entry choose_gid(const context& ctx, std::uint8_t port_num,
+inline gid_entry choose_gid(ibv_context* ctx, std::uint8_t port_num,
                             std::optional<int> index = std::nullopt) {
     const std::vector<gid_entry> table = gid_table(ctx, port_num);
     const std::optional<gid_entry> best = preferred_gid(table);
-    const std::string where = ctx.name() + " port " + std::to_string(port_num);
+    const std::string where = device_name(ctx) + " port " + std::to_string(port_num);
     const std::string suggestion =
         best ? "the RoCE v2 " + std::string(best->is_ipv4() ? "IPv4" : "IPv6") +
                    " GID is index " + std::to_string(best->index) + ", or omit the index"

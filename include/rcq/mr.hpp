@@ -21,8 +21,8 @@ class mr {
 public:
     /// Registers `bytes` with `access` (IBV_ACCESS_*). Least privilege by
     /// default: local write only; remote access is the caller's explicit choice.
-    mr(const pd& domain, std::span<std::byte> bytes, int access = IBV_ACCESS_LOCAL_WRITE)
-        : mr_(ibv_reg_mr(domain.get(), bytes.data(), bytes.size(), access)) {
+    mr(ibv_pd* domain, std::span<std::byte> bytes, int access = IBV_ACCESS_LOCAL_WRITE)
+        : mr_(ibv_reg_mr(domain, bytes.data(), bytes.size(), access)) {
         if (!mr_) {
             const int err = errno;
             throw_error("ibv_reg_mr(" + std::to_string(bytes.size()) + " bytes)",

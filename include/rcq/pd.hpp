@@ -11,14 +11,21 @@ namespace rcq {
 
 /// A protection domain (ibv_alloc_pd). Move-only, the size of a pointer.
 /// Must outlive the MRs and QPs created in it, and be outlived by its context.
+/// Converts to `ibv_pd*`.
 class pd {
 public:
-    explicit pd(const context& ctx) : pd_(ibv_alloc_pd(ctx.get())) {
-        if (!pd_) throw_error("ibv_alloc_pd(" + ctx.name() + ")");
+    explicit pd(ibv_context* ctx) : pd_(ibv_alloc_pd(ctx)) {
+        if (!pd_) throw_error("ibv_alloc_pd(" + device_name(ctx) + ")");
     }
+    /// Adopts a PD allocated elsewhere; rcq deallocates it.
+    static pd adopt(ibv_pd* raw) noexcept { return pd(raw); }
+
     ibv_pd* get() const noexcept { return pd_.get(); }
+    operator ibv_pd*() const noexcept { return pd_.get(); }
 
 private:
+    explicit pd(ibv_pd* raw) noexcept : pd_(raw) {}
+
     detail::handle<ibv_pd, &ibv_dealloc_pd> pd_;
 };
 

@@ -30,8 +30,8 @@ concept policy = requires { typename P::rcq_category; } &&
 /// deadline passed first, or < 0 when polling failed; it must not throw.
 template <class P>
 concept poll_policy =
-    std::constructible_from<P, const context&> &&
-    requires(P& p, const context& ctx, const cq& c, std::span<ibv_wc> out, const deadline& d) {
+    std::constructible_from<P, ibv_context*> &&
+    requires(P& p, ibv_context* ctx, const cq& c, std::span<ibv_wc> out, const deadline& d) {
         { p.make_cq(ctx, 1) } -> std::same_as<cq>;
         { p.wait(c, out, d) } -> std::same_as<int>;
     };
@@ -41,7 +41,7 @@ concept poll_policy =
 template <class P>
 concept buffer_policy =
     requires { typename P::config; } &&
-    std::constructible_from<P, const pd&, const typename P::config&> &&
+    std::constructible_from<P, ibv_pd*, const typename P::config&> &&
     requires(const P& b) {
         { b.bytes() } -> std::convertible_to<std::span<std::byte>>;
         { b.lkey() } -> std::same_as<std::uint32_t>;

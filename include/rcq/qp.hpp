@@ -85,7 +85,7 @@ public:
 
     /// Creates an RC QP in RESET on `domain`, completing into `send_cq` and
     /// `recv_cq` (which may be the same CQ).
-    qp(const pd& domain, const cq& send_cq, const cq& recv_cq, const qp_caps& caps = {})
+    qp(ibv_pd* domain, const cq& send_cq, const cq& recv_cq, const qp_caps& caps = {})
         requires std::same_as<State, state::reset>
     {
         ibv_qp_init_attr attr{};
@@ -98,7 +98,7 @@ public:
         attr.cap.max_send_sge = caps.max_send_sge;
         attr.cap.max_recv_sge = caps.max_recv_sge;
         attr.cap.max_inline_data = caps.max_inline_data;
-        qp_ = raw_handle(ibv_create_qp(domain.get(), &attr));
+        qp_ = raw_handle(ibv_create_qp(domain, &attr));
         if (!qp_)
             throw_error("ibv_create_qp(RC, send_wr " + std::to_string(caps.max_send_wr) +
                             ", recv_wr " + std::to_string(caps.max_recv_wr) + ")",

@@ -1,6 +1,8 @@
 // rcq/rcq.hpp - the whole public interface of rcq in one include.
 #pragma once
 
+#include <rcq/buffer/borrowed.hpp>
+#include <rcq/buffer/external.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/category.hpp>
 #include <rcq/config.hpp>
@@ -15,6 +17,8 @@
 #include <rcq/mr.hpp>
 #include <rcq/pd.hpp>
 #include <rcq/policy.hpp>
+#include <rcq/poll/adaptive.hpp>
+#include <rcq/poll/blocking.hpp>
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
 #include <rcq/state.hpp>

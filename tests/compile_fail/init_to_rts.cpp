@@ -1,4 +1,4 @@
-// expect-error: qp_must_be_in_rtr_to_move_to_rts<rcq::state::init>
+// expect-error: qp_must_be_in_rtr_to_move_to_rts.*rcq::state::init
 #include <rcq/qp.hpp>
 
 #include <utility>

@@ -1,4 +1,4 @@
-// expect-error: qp_must_be_in_init_rtr_or_rts_to_post_recv<rcq::state::reset>
+// expect-error: qp_must_be_in_init_rtr_or_rts_to_post_recv.*rcq::state::reset
 #include <rcq/qp.hpp>
 
 int post(rcq::qp<rcq::state::reset>& fresh, rcq::qp<rcq::state::init>& initialized,

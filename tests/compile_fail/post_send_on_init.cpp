@@ -1,4 +1,4 @@
-// expect-error: qp_must_be_in_rts_to_post_send<rcq::state::init>
+// expect-error: qp_must_be_in_rts_to_post_send.*rcq::state::init
 #include <rcq/qp.hpp>
 
 int post(rcq::qp<rcq::state::init>& early, rcq::qp<rcq::state::rts>& ready, ibv_send_wr& wr) {

@@ -1,4 +1,4 @@
-// expect-error: qp_must_be_in_init_to_move_to_rtr<rcq::state::reset>
+// expect-error: qp_must_be_in_init_to_move_to_rtr.*rcq::state::reset
 #include <rcq/qp.hpp>
 
 #include <utility>

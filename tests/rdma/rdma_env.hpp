@@ -11,6 +11,8 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
+#include <chrono>
 
 namespace rdma_test {
 
@@ -45,6 +47,10 @@ inline std::optional<std::uint64_t> read_counter(const std::string& path) {
 inline packet_counts read_packet_counts(const std::string& device, int port = 1) {
     const std::string base =
         "/sys/class/infiniband/" + device + "/ports/" + std::to_string(port) + "/";
+    // The kernel caches hw_counters for `lifespan` ms: wait that long, so the
+    // value read is fresh rather than the one read just before.
+    const auto lifespan = read_counter(base + "hw_counters/lifespan").value_or(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(lifespan + 5));
     packet_counts c;
     if (auto sent = read_counter(base + "hw_counters/sent_pkts")) {
         c.sent = *sent;

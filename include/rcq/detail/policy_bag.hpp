@@ -70,13 +70,12 @@ struct policy_bag {
 
     static_assert(poll_policy<poll>,
                   "rcq::connection<...>: the polling policy does not satisfy rcq::poll_policy: it "
-                  "needs a constructor from `const rcq::context&`, `rcq::cq make_cq(const "
-                  "rcq::context&, int)` and `int wait(const rcq::cq&, std::span<ibv_wc>, const "
-                  "rcq::deadline&)`");
+                  "needs a constructor from `ibv_context*`, `rcq::cq make_cq(ibv_context*, int)` "
+                  "and `int wait(const rcq::cq&, std::span<ibv_wc>, const rcq::deadline&)`");
     static_assert(buffer_policy<buffer>,
                   "rcq::connection<...>: the buffer policy does not satisfy rcq::buffer_policy: "
-                  "it needs a nested `config`, a constructor from `(const rcq::pd&, const "
-                  "config&)`, and bytes(), lkey() and rkey()");
+                  "it needs a nested `config`, a constructor from `(ibv_pd*, const config&)`, "
+                  "and bytes(), lkey() and rkey()");
     static_assert(handshake_policy<handshake>,
                   "rcq::connection<...>: the handshake policy does not satisfy "
                   "rcq::handshake_policy: it needs `rcq::endpoint exchange(const rcq::endpoint&)` "

@@ -19,10 +19,12 @@ namespace rcq::poll {
 struct busy {
     using rcq_category = category::poll;
 
-    explicit busy(const context&) noexcept {}
+    explicit busy(ibv_context*) noexcept {}
+
+    static const char* describe() noexcept { return "busy polling"; }
 
     /// A plain CQ: spinning needs no completion channel.
-    cq make_cq(const context& ctx, int depth) { return cq(ctx, depth); }
+    cq make_cq(ibv_context* ctx, int depth) { return cq(ctx, depth); }
 
     /// Waits for up to `out.size()` completions. Returns how many arrived
     /// (> 0), 0 when the deadline passed first, or < 0 when polling failed.

@@ -1,0 +1,57 @@
+// rcq/buffer/external.hpp - a memory region the caller already registered.
+#pragma once
+
+#include <rcq/category.hpp>
+#include <rcq/error.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace rcq::buffer {
+
+/// An MR the caller registered and keeps: rcq uses it and never deregisters
+/// it. A QP can only use memory of its own PD, so a connection with this
+/// policy runs on the MR's PD and device instead of opening its own.
+/// Lifetime: the MR, its PD and its device must outlive the connection.
+class external {
+public:
+    using rcq_category = category::buffer;
+
+    struct config {
+        ibv_mr* mr = nullptr;
+    };
+
+    external(ibv_pd* domain, const config& cfg) : mr_(checked(cfg.mr)) {
+        if (domain != nullptr && domain != mr_->pd)
+            throw_invalid("rcq::buffer::external: the memory region belongs to another "
+                          "protection domain",
+                          "a QP can only use memory registered in its own PD");
+    }
+
+    /// The PD the connection must use: the one the MR was registered in.
+    static ibv_pd* protection_domain(const config& cfg) { return checked(cfg.mr)->pd; }
+
+    std::span<std::byte> bytes() const noexcept {
+        return {static_cast<std::byte*>(mr_->addr), mr_->length};
+    }
+    std::uint32_t lkey() const noexcept { return mr_->lkey; }
+    std::uint32_t rkey() const noexcept { return mr_->rkey; }
+    ibv_mr* region() const noexcept { return mr_; }
+
+    static const char* describe() noexcept { return "using the caller's memory region"; }
+
+private:
+    static ibv_mr* checked(ibv_mr* mr) {
+        if (mr == nullptr)
+            throw_invalid("rcq::buffer::external: no memory region given",
+                          "set config.mr to an MR from ibv_reg_mr, or use rcq::buffer::owned");
+        return mr;
+    }
+
+    ibv_mr* mr_;
+};
+
+} // namespace rcq::buffer
