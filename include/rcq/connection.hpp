@@ -239,7 +239,7 @@ private:
     }
 
     qp<state::rts> establish(const connection_options& opts) {
-        qp<state::reset> fresh(pd_, cq_, cq_, opts.caps);
+        qp<state::reset> fresh(pd_, cq_, opts.caps);
         say("created RC queue pair: QPN 0x" + hex(fresh.qp_num()) + ", state RESET");
 
         auto initialized = std::move(fresh).to_init({.port_num = opts.port,

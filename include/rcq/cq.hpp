@@ -45,4 +45,18 @@ private:
 
 static_assert(sizeof(cq) == sizeof(ibv_cq*));
 
+/// A CQ meant for send completions only. A QP made with separate send and
+/// receive CQs takes them as these two types, so they cannot be swapped by
+/// accident; a QP given one plain rcq::cq shares it on purpose.
+class send_cq : public cq {
+public:
+    using cq::cq;
+};
+
+/// A CQ meant for receive completions only; see send_cq.
+class recv_cq : public cq {
+public:
+    using cq::cq;
+};
+
 } // namespace rcq

@@ -26,6 +26,9 @@ struct qp_caps {
     std::uint32_t max_inline_data = 0;
     /// Signal every send (sq_sig_all); otherwise each WR chooses.
     bool signal_all = false;
+    /// Take receives from this shared receive queue (rcq::srq) instead of
+    /// the QP's own; post_recv on the QP then fails.
+    ibv_srq* srq = nullptr;
 };
 
 /// RESET -> INIT.
@@ -66,7 +69,7 @@ struct rts_attrs {
 /// Each transition consumes the handle and returns one of the next state's
 /// type, so a QP can only be used as its state allows:
 ///
-///     rcq::qp<rcq::state::reset> q(pd, cq, cq);
+///     rcq::qp<rcq::state::reset> q(pd, cq);
 ///     auto ready = std::move(q).to_init({}).to_rtr(peer).to_rts(mine);
 ///     ready.post_send(wr);   // compiles only on qp<state::rts>
 ///
@@ -83,27 +86,17 @@ class qp {
 public:
     using state_type = State;
 
-    /// Creates an RC QP in RESET on `domain`, completing into `send_cq` and
-    /// `recv_cq` (which may be the same CQ).
-    qp(ibv_pd* domain, const cq& send_cq, const cq& recv_cq, const qp_caps& caps = {})
+    /// Creates an RC QP in RESET on `domain` whose send and receive
+    /// completions go to one shared CQ.
+    qp(ibv_pd* domain, const cq& shared, const qp_caps& caps = {})
         requires std::same_as<State, state::reset>
-    {
-        ibv_qp_init_attr attr{};
-        attr.send_cq = send_cq.get();
-        attr.recv_cq = recv_cq.get();
-        attr.qp_type = IBV_QPT_RC;
-        attr.sq_sig_all = caps.signal_all ? 1 : 0;
-        attr.cap.max_send_wr = caps.max_send_wr;
-        attr.cap.max_recv_wr = caps.max_recv_wr;
-        attr.cap.max_send_sge = caps.max_send_sge;
-        attr.cap.max_recv_sge = caps.max_recv_sge;
-        attr.cap.max_inline_data = caps.max_inline_data;
-        qp_ = raw_handle(ibv_create_qp(domain, &attr));
-        if (!qp_)
-            throw_error("ibv_create_qp(RC, send_wr " + std::to_string(caps.max_send_wr) +
-                            ", recv_wr " + std::to_string(caps.max_recv_wr) + ")",
-                        "the device's max_qp_wr and max_sge bound these; `ibv_devinfo -v` shows them");
-    }
+        : qp(domain, shared.get(), shared.get(), caps) {}
+
+    /// Creates an RC QP in RESET on `domain` with separate completion queues;
+    /// their types keep the two from being swapped.
+    qp(ibv_pd* domain, const send_cq& sends, const recv_cq& receives, const qp_caps& caps = {})
+        requires std::same_as<State, state::reset>
+        : qp(domain, sends.get(), receives.get(), caps) {}
 
     /// Escape hatch for interop: adopts a QP made elsewhere, trusting the
     /// caller that it is RC and in `State`. rcq destroys it.
@@ -239,6 +232,25 @@ private:
     using raw_handle = detail::handle<ibv_qp, &ibv_destroy_qp>;
 
     explicit qp(ibv_qp* raw) noexcept : qp_(raw) {}
+
+    qp(ibv_pd* domain, ibv_cq* sends, ibv_cq* receives, const qp_caps& caps) {
+        ibv_qp_init_attr attr{};
+        attr.send_cq = sends;
+        attr.recv_cq = receives;
+        attr.srq = caps.srq;
+        attr.qp_type = IBV_QPT_RC;
+        attr.sq_sig_all = caps.signal_all ? 1 : 0;
+        attr.cap.max_send_wr = caps.max_send_wr;
+        attr.cap.max_recv_wr = caps.max_recv_wr;
+        attr.cap.max_send_sge = caps.max_send_sge;
+        attr.cap.max_recv_sge = caps.max_recv_sge;
+        attr.cap.max_inline_data = caps.max_inline_data;
+        qp_ = raw_handle(ibv_create_qp(domain, &attr));
+        if (!qp_)
+            throw_error("ibv_create_qp(RC, send_wr " + std::to_string(caps.max_send_wr) +
+                            ", recv_wr " + std::to_string(caps.max_recv_wr) + ")",
+                        "the device's max_qp_wr and max_sge bound these; `ibv_devinfo -v` shows them");
+    }
 
     template <class... Args>
     static void consume_rule() {

@@ -21,5 +21,9 @@
 #include <rcq/poll/blocking.hpp>
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
+#include <rcq/remote.hpp>
+#include <rcq/send_queue.hpp>
+#include <rcq/srq.hpp>
 #include <rcq/state.hpp>
 #include <rcq/work_completion.hpp>
+#include <rcq/wr.hpp>

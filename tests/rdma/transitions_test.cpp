@@ -45,7 +45,7 @@ TEST(Transitions, DeviceIsRealAndActive) {
 
 TEST(Transitions, EachStepReachesTheStateTheTypeNames) {
     resources r;
-    rcq::qp<rcq::state::reset> fresh(r.pd, r.cq, r.cq);
+    rcq::qp<rcq::state::reset> fresh(r.pd, r.cq);
     EXPECT_EQ(driver_state(fresh.get()), IBV_QPS_RESET);
     auto a = std::move(fresh).to_init();
     EXPECT_EQ(driver_state(a.get()), IBV_QPS_INIT);
@@ -63,7 +63,7 @@ TEST(Transitions, EachStepReachesTheStateTheTypeNames) {
 
 TEST(Transitions, BadAttributesGiveAnErrorNamingTheStep) {
     resources r;
-    rcq::qp<rcq::state::reset> fresh(r.pd, r.cq, r.cq);
+    rcq::qp<rcq::state::reset> fresh(r.pd, r.cq);
     try {
         auto bad = std::move(fresh).to_init({.port_num = 9});
         (void)bad;
@@ -104,8 +104,8 @@ TEST(Transitions, SendAndReceiveBetweenTwoQps) {
     std::vector<std::byte> memory(8192);
     rcq::mr region(r.pd, memory);
 
-    auto a0 = rcq::qp<rcq::state::reset>(r.pd, r.cq, r.cq).to_init();
-    auto b0 = rcq::qp<rcq::state::reset>(r.pd, cq_b, cq_b).to_init();
+    auto a0 = rcq::qp<rcq::state::reset>(r.pd, r.cq).to_init();
+    auto b0 = rcq::qp<rcq::state::reset>(r.pd, cq_b).to_init();
     const std::uint32_t qpn_a = a0.qp_num(), qpn_b = b0.qp_num();
 
     ibv_sge recv_sge{reinterpret_cast<std::uintptr_t>(memory.data() + 4096), 4096, region.lkey()};

@@ -1,0 +1,553 @@
+// rcq/handshake/file.hpp - swapping endpoints through files in a folder both
+// peers can see (a local directory, NFS, a cluster's shared scratch space).
+#pragma once
+
+#include <rcq/category.hpp>
+#include <rcq/deadline.hpp>
+#include <rcq/detail/socket.hpp>
+#include <rcq/endpoint.hpp>
+#include <rcq/error.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace rcq::handshake {
+
+/// What rcq::handshake::file needs; see the class comment.
+struct file_options {
+    /// The shared folder. It must exist and this side must be able to write
+    /// to it; rcq never creates it.
+    std::filesystem::path folder;
+    /// Names this run on both sides (a job id, say). 1 to 64 characters among
+    /// letters, digits, '-' and '_'.
+    std::string session;
+    /// This side's name and the peer's ("server" and "client"); same rules
+    /// as the session, and they must differ.
+    std::string self;
+    std::string peer;
+    /// The whole handshake's budget: exchange() and barrier() together.
+    std::chrono::milliseconds timeout = std::chrono::seconds{30};
+    /// How often the folder is looked at while waiting.
+    std::chrono::milliseconds poll_interval = std::chrono::milliseconds{20};
+};
+
+/// The file handshake transport: each side publishes its endpoint as a file
+/// in a shared folder and waits for the peer's.
+///
+/// Files, all in `folder`, named after the session and the writer's side:
+///
+///     <session>.<side>.endpoint    written by <side> in exchange()
+///     <session>.<side>.ready       written by <side> in barrier()
+///
+/// Each is written whole under a hidden temporary name in the same folder
+/// (".<session>.<side>.<kind>.<random>.tmp"), fsync'ed and renamed into
+/// place, so a reader sees either no file or a complete one. Their content
+/// is a few lines of text, one "key value" per line:
+///
+///     rcq-file-handshake 1          format and version
+///     file endpoint                 or "file ready"
+///     session job42
+///     side server
+///     nonce 5f0c...                 32 hex digits, fresh for every run
+///     ack 91e2...                   the peer's nonce we last read, or "none"
+///     host node7                    host, pid, time: for people reading
+///     pid 4242                      the folder, never for decisions
+///     time 1718000000               (Unix seconds)
+///     endpoint rcq1 qpn=0x... ...   the text form (endpoint files only)
+///
+/// Protection from stale files. A file left by an earlier run of the same
+/// session (a crash, a side killed mid-handshake) must never be taken for
+/// the peer's. Each run draws a random 128-bit nonce, and a peer's file is
+/// accepted only if it acknowledges that nonce, which no file written
+/// before this run started can do:
+///  1. exchange() writes our endpoint file with `ack none`, then polls for
+///     the peer's. Whenever the peer's file carries a nonce we have not yet
+///     acknowledged, we rewrite ours with `ack <that nonce>`. Once the
+///     peer's file says `ack <our nonce>`, its endpoint is from this run and
+///     exchange() returns it. A stale peer file only ever makes us
+///     acknowledge a dead nonce; the live peer replaces it when it starts,
+///     and we acknowledge again.
+///  2. barrier() writes our ready file (our nonce, ack the peer's) and waits
+///     for the peer's ready file carrying the same pair mirrored. A ready
+///     file from any other run names other nonces and is ignored.
+/// Creation times are not used to judge freshness: the peer may rightly
+/// have started long before us, and clocks on the hosts sharing an NFS
+/// folder need not agree.
+///
+/// Who removes what. At the start of exchange() each side removes its own
+/// leftover ready file (its endpoint file is replaced by the rename). When
+/// barrier() has accepted the peer's ready file, it removes that file (we
+/// were its only reader) and our own endpoint file (the peer has finished
+/// exchange(), or it could not have written a ready file). So after both
+/// barriers return, nothing is left. After a failure, files may be left
+/// behind; they are harmless, as the next run will not accept them.
+///
+/// A peer file that is not in this format (not a regular file, larger than
+/// 4 KiB, another format version, a malformed line or endpoint, another
+/// session or side inside) is an immediate rcq::error (EPROTO, or EINVAL
+/// from the endpoint parser), not something to wait out: rcq never leaves a
+/// half-written file under the final name, so such a file was written by
+/// something else and will not fix itself. The hint says to delete it.
+///
+/// Time budget: as for rcq::handshake::tcp, `timeout` covers exchange() and
+/// barrier() together and its clock starts at the first of those calls, not
+/// at construction. Waiting for the peer ends with ETIMEDOUT naming the
+/// file waited for. Calls into the file system itself (open, fsync, rename)
+/// are not bounded: a hung NFS server blocks them as it blocks everything.
+///
+/// On NFS, a file created on one host can take a few seconds to appear on
+/// another (the client caches that a name does not exist; see the mount
+/// options lookupcache and acdirmin): give the handshake a timeout of tens
+/// of seconds there, as the default does.
+///
+/// The constructor checks the names and that the folder exists and is
+/// writable. exchange() must come before barrier(), each once. Two live
+/// processes using the same session and side at once are not supported.
+/// Move-only; a moved-from object throws on use. Not thread-safe.
+class file {
+public:
+    using rcq_category = category::handshake;
+    using options = file_options;
+
+    /// The largest handshake file read; anything larger is refused unread.
+    static constexpr std::size_t max_file_size = 4096;
+    /// The first line of every file: format name and version.
+    static constexpr std::string_view format_line = "rcq-file-handshake 1";
+
+    explicit file(options opts) : opts_(std::move(opts)) {
+        check_name("session", opts_.session);
+        check_name("self", opts_.self);
+        check_name("peer", opts_.peer);
+        if (opts_.self == opts_.peer)
+            throw_invalid(role() + ": self and peer are both \"" + opts_.self + "\"",
+                          "give the two sides different names, e.g. \"server\" and \"client\"");
+        if (opts_.timeout <= std::chrono::milliseconds::zero())
+            throw_invalid(role() + ": the timeout must be positive");
+        if (opts_.poll_interval <= std::chrono::milliseconds::zero())
+            throw_invalid(role() + ": the poll interval must be positive");
+        check_folder();
+    }
+
+    file(std::filesystem::path folder, std::string session, std::string self, std::string peer,
+         std::chrono::milliseconds timeout = std::chrono::seconds{30})
+        : file(options{.folder = std::move(folder),
+                       .session = std::move(session),
+                       .self = std::move(self),
+                       .peer = std::move(peer),
+                       .timeout = timeout}) {}
+
+    file(file&& other) noexcept
+        : opts_(std::move(other.opts_)), deadline_(other.deadline_), nonce_(std::move(other.nonce_)),
+          acked_(std::move(other.acked_)), local_text_(std::move(other.local_text_)),
+          writes_(other.writes_), phase_(std::exchange(other.phase_, phase::moved_from)) {}
+
+    file& operator=(file&& other) noexcept {
+        if (this != &other) {
+            opts_ = std::move(other.opts_);
+            deadline_ = other.deadline_;
+            nonce_ = std::move(other.nonce_);
+            acked_ = std::move(other.acked_);
+            local_text_ = std::move(other.local_text_);
+            writes_ = other.writes_;
+            phase_ = std::exchange(other.phase_, phase::moved_from);
+        }
+        return *this;
+    }
+
+    file(const file&) = delete;
+    file& operator=(const file&) = delete;
+    ~file() = default; // files are left to the protocol; see the class comment
+
+    /// Publishes `local` as <session>.<self>.endpoint and returns the
+    /// endpoint in <session>.<peer>.endpoint once that file acknowledges
+    /// this run. Throws rcq::error: ETIMEDOUT when the peer's file does not
+    /// come (or stays stale) within the budget, EPROTO/EINVAL for a
+    /// malformed peer file, errno values for a folder that cannot be written.
+    endpoint exchange(const endpoint& local) {
+        require(phase::fresh, "exchange()", "call exchange() once per handshake object");
+        const auto& dl = budget();
+        nonce_ = make_nonce();
+        acked_.clear();
+        local_text_ = to_text(local);
+        ::unlink(path_of(opts_.self, "ready").c_str()); // a leftover of an earlier run
+        write_endpoint_file();
+
+        const auto peer_path = path_of(opts_.peer, "endpoint");
+        bool seen = false;
+        for (;;) {
+            if (auto peer = read_peer_file(peer_path, "endpoint")) {
+                seen = true;
+                if (peer->nonce != acked_) {
+                    acked_ = peer->nonce;
+                    write_endpoint_file(); // before returning: the peer waits for this ack
+                }
+                if (peer->ack == nonce_) {
+                    phase_ = phase::exchanged;
+                    return peer->ep;
+                }
+            }
+            if (dl.expired()) {
+                if (seen)
+                    throw_error(role() + ": " + peer_path.string() +
+                                    " never acknowledged this run within " + budget_text() +
+                                    " (it carries another run's nonce)",
+                                "it is a leftover of an earlier run and the " + opts_.peer +
+                                    " of this run has not started, or the " + opts_.peer +
+                                    " stopped before reading our file; start it with the same folder "
+                                    "and session \"" + opts_.session + "\"",
+                                ETIMEDOUT);
+                throw_error(role() + ": no endpoint from the " + opts_.peer + " at " +
+                                peer_path.string() + " within " + budget_text(),
+                            "start the " + opts_.peer + " with the same folder and session \"" +
+                                opts_.session + "\", or give both sides a longer timeout",
+                            ETIMEDOUT);
+            }
+            pause(dl);
+        }
+    }
+
+    /// The go-ahead: publishes <session>.<self>.ready and waits for the
+    /// peer's ready file from this run, then removes the files this side is
+    /// responsible for. Call it once the QP is in RTS with its receives
+    /// posted. Throws rcq::error (ETIMEDOUT naming the file) when the peer
+    /// does not get there within the budget.
+    void barrier() {
+        require(phase::exchanged, "barrier()", "call exchange() first, then barrier(), once each");
+        const auto& dl = budget();
+        write_file("ready", record_head("ready", acked_));
+
+        const auto peer_path = path_of(opts_.peer, "ready");
+        bool seen = false;
+        for (;;) {
+            if (auto peer = read_peer_file(peer_path, "ready")) {
+                if (peer->nonce == acked_ && peer->ack == nonce_) {
+                    ::unlink(peer_path.c_str());
+                    ::unlink(path_of(opts_.self, "endpoint").c_str());
+                    phase_ = phase::done;
+                    return;
+                }
+                seen = true;
+            }
+            if (dl.expired()) {
+                std::string why = seen ? " (" + peer_path.string() + " exists but is from another run)"
+                                       : ": no " + peer_path.string();
+                throw_error(role() + ": the " + opts_.peer + " did not reach the barrier within " +
+                                budget_text() + why,
+                            "the " + opts_.peer + " exchanged endpoints but has not called barrier(); "
+                            "it may have failed after the exchange (its own output says why), or it "
+                            "needs a longer timeout",
+                            ETIMEDOUT);
+            }
+            pause(dl);
+        }
+    }
+
+    /// For narration: "file handshake in /shared/dir, session job42, as server (peer client)".
+    std::string describe() const {
+        return "file handshake in " + opts_.folder.string() + ", session " + opts_.session + ", as " +
+               opts_.self + " (peer " + opts_.peer + ")";
+    }
+
+    const options& settings() const noexcept { return opts_; }
+
+    /// Where `side`'s file of `kind` ("endpoint" or "ready") lives.
+    std::filesystem::path path_of(std::string_view side, std::string_view kind) const {
+        return opts_.folder / (opts_.session + "." + std::string(side) + "." + std::string(kind));
+    }
+
+private:
+    enum class phase { fresh, exchanged, done, moved_from };
+
+    // One parsed peer file.
+    struct record {
+        std::string nonce;
+        std::string ack;
+        endpoint ep{};
+    };
+
+    std::string role() const { return "file handshake as " + opts_.self; }
+
+    std::string budget_text() const {
+        auto ms = opts_.timeout.count();
+        return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+    }
+
+    const deadline& budget() {
+        if (!deadline_) deadline_ = deadline::after(opts_.timeout);
+        return *deadline_;
+    }
+
+    void require(phase wanted, const char* call, const char* hint) const {
+        if (phase_ == wanted) return;
+        if (phase_ == phase::moved_from)
+            throw_invalid("file handshake: " + std::string(call) + " on a moved-from object");
+        throw_invalid(role() + ": " + call + " called out of order", hint);
+    }
+
+    static bool name_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+               c == '_';
+    }
+
+    // Names become parts of file names: no '/', no '.', nothing a shell or
+    // another file system would mangle. '.' is refused so that session "a.b"
+    // with side "c" and session "a" with side "b.c" cannot share a file.
+    static void check_name(const char* what, const std::string& name) {
+        bool ok = !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), name_char);
+        if (!ok)
+            throw_invalid("file handshake: " + std::string(what) + " name " + detail::quote(name) +
+                              " is not usable in a file name",
+                          "use 1 to 64 letters, digits, '-' or '_' (no '/', '.' or spaces)");
+    }
+
+    void check_folder() const {
+        const auto& dir = opts_.folder;
+        struct stat st{};
+        if (dir.empty())
+            throw_invalid(role() + ": no folder given", "name a folder both sides can reach");
+        if (::stat(dir.c_str(), &st) != 0) {
+            int err = errno;
+            throw_error(role() + ": cannot use folder " + dir.string(),
+                        err == ENOENT ? "it does not exist; create it first (rcq does not), on a file "
+                                        "system both sides can reach"
+                                      : "check the path and the permissions of its parents",
+                        err);
+        }
+        if (!S_ISDIR(st.st_mode))
+            throw_error(role() + ": " + dir.string() + " is not a folder",
+                        "give the shared folder, not a file in it", ENOTDIR);
+        if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+            int err = errno;
+            throw_error(role() + ": folder " + dir.string() + " is not writable",
+                        "this side writes its files there: fix the folder's permissions or pick one "
+                        "this user can write to (on both hosts)",
+                        err);
+        }
+    }
+
+    static std::string make_nonce() {
+        static constexpr char hex_digits[] = "0123456789abcdef";
+        std::random_device rd;
+        std::string out;
+        for (int i = 0; i < 4; ++i) {
+            auto word = static_cast<std::uint32_t>(rd());
+            for (int shift = 28; shift >= 0; shift -= 4) out += hex_digits[(word >> shift) & 0xf];
+        }
+        return out;
+    }
+
+    std::string record_head(std::string_view kind, const std::string& ack) const {
+        char host[256] = "?";
+        if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
+        host[sizeof host - 1] = '\0';
+        std::string text(format_line);
+        text += "\nfile " + std::string(kind);
+        text += "\nsession " + opts_.session;
+        text += "\nside " + opts_.self;
+        text += "\nnonce " + nonce_;
+        text += "\nack " + (ack.empty() ? std::string("none") : ack);
+        text += "\nhost " + std::string(host);
+        text += "\npid " + std::to_string(::getpid());
+        text += "\ntime " + std::to_string(static_cast<long long>(std::time(nullptr)));
+        return text + "\n";
+    }
+
+    void write_endpoint_file() {
+        write_file("endpoint", record_head("endpoint", acked_) + "endpoint " + local_text_ + "\n");
+    }
+
+    // Temporary file in the same folder, fsync, rename: readers see all or nothing.
+    void write_file(std::string_view kind, const std::string& content) {
+        const auto final_path = path_of(opts_.self, kind);
+        const auto tmp_path = opts_.folder / ("." + opts_.session + "." + opts_.self + "." +
+                                              std::string(kind) + "." + nonce_.substr(0, 8) + "-" +
+                                              std::to_string(++writes_) + ".tmp");
+        detail::unique_fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+        if (!fd) {
+            int err = errno;
+            throw_error(role() + ": cannot create " + tmp_path.string(),
+                        err == EACCES || err == EPERM || err == EROFS
+                            ? "the folder is not writable by this user; fix its permissions or pick "
+                              "another folder"
+                            : "",
+                        err);
+        }
+        auto fail = [&](const std::string& step) {
+            int err = errno;
+            fd.reset();
+            ::unlink(tmp_path.c_str());
+            throw_error(role() + ": " + step + " " + tmp_path.string(), {}, err);
+        };
+        std::size_t done = 0;
+        while (done < content.size()) {
+            ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                if (n == 0) errno = EIO;
+                fail("writing");
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        if (::fsync(fd.get()) != 0) fail("fsync of");
+        // NFS reports a failed write at close at the latest.
+        if (::close(fd.release()) != 0) fail("closing");
+        if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+            int err = errno;
+            ::unlink(tmp_path.c_str());
+            throw_error(role() + ": cannot rename " + tmp_path.string() + " to " + final_path.string(), {},
+                        err);
+        }
+    }
+
+    // Reads and parses the peer's file of `kind`; nullopt while it does not
+    // exist. Anything that is there but wrong throws at once (see the class
+    // comment for why it is not waited out).
+    std::optional<record> read_peer_file(const std::filesystem::path& path, std::string_view kind) const {
+        // O_NONBLOCK: a FIFO planted under that name must not block open().
+        detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+        if (!fd) {
+            int err = errno;
+            // ESTALE: on NFS, the name was just renamed over; look again later.
+            if (err == ENOENT || err == ESTALE || err == EINTR) return std::nullopt;
+            throw_error(role() + ": cannot open " + path.string(),
+                        err == EACCES ? "the " + opts_.peer + "'s files must be readable by this user"
+                                      : "",
+                        err);
+        }
+        auto bad = [&](const std::string& what) -> void {
+            throw_invalid(role() + ": " + path.string() + ": " + what,
+                          "it was not written by this version of rcq's file handshake; if it is a "
+                          "leftover, delete it and start both sides again",
+                          EPROTO);
+        };
+        struct stat st{};
+        if (::fstat(fd.get(), &st) != 0) throw_error(role() + ": fstat of " + path.string());
+        if (!S_ISREG(st.st_mode)) bad("not a regular file");
+        if (static_cast<std::uintmax_t>(st.st_size) > max_file_size)
+            bad(std::to_string(st.st_size) + " bytes is too large for a handshake file (at most " +
+                std::to_string(max_file_size) + ")");
+        std::string text(max_file_size + 1, '\0');
+        std::size_t got = 0;
+        while (got < text.size()) {
+            ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                if (errno == ESTALE) return std::nullopt;
+                throw_error(role() + ": reading " + path.string());
+            }
+            if (n == 0) break;
+            got += static_cast<std::size_t>(n);
+        }
+        if (got > max_file_size)
+            bad("more than " + std::to_string(max_file_size) + " bytes, too large for a handshake file");
+        text.resize(got);
+        return parse(path, kind, text, bad);
+    }
+
+    template <class Bad>
+    record parse(const std::filesystem::path& path, std::string_view kind, std::string_view text,
+                 Bad& bad) const {
+        if (text.empty()) bad("empty file");
+        if (text.back() != '\n') bad("truncated (the last line has no newline)");
+        std::string_view lines = text.substr(0, text.size() - 1);
+        auto next_line = [&lines] {
+            auto end = lines.find('\n');
+            auto line = lines.substr(0, end);
+            lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
+            return line;
+        };
+
+        auto first = next_line();
+        if (first != format_line) {
+            constexpr std::string_view name = "rcq-file-handshake ";
+            if (first.substr(0, name.size()) == name)
+                throw_invalid(role() + ": " + path.string() + ": format " +
+                                  detail::quote(first.substr(name.size())) +
+                                  " not supported (this build reads version 1)",
+                              "build both sides with the same rcq release", EPROTO);
+            bad("expected the first line \"" + std::string(format_line) + "\", got " + detail::quote(first));
+        }
+
+        static constexpr std::string_view keys[] = {"file", "session", "side", "nonce", "ack",
+                                                    "host", "pid",     "time", "endpoint"};
+        std::string_view values[std::size(keys)]{};
+        bool seen[std::size(keys)]{};
+        while (!lines.empty()) {
+            auto line = next_line();
+            auto space = line.find(' ');
+            auto key = line.substr(0, space);
+            auto value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+            auto it = std::find(std::begin(keys), std::end(keys), key);
+            if (it == std::end(keys)) bad("unknown line " + detail::quote(line));
+            auto i = static_cast<std::size_t>(it - std::begin(keys));
+            if (seen[i]) bad("duplicate line " + detail::quote(key));
+            seen[i] = true;
+            values[i] = value;
+        }
+        auto need = [&](std::size_t i) {
+            if (!seen[i]) bad("truncated or incomplete: no \"" + std::string(keys[i]) + "\" line");
+            return values[i];
+        };
+        auto is_nonce = [](std::string_view v) {
+            return v.size() == 32 && v.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+        };
+
+        if (need(0) != kind)
+            bad("holds a " + detail::quote(values[0]) + " record, expected \"" + std::string(kind) + "\"");
+        if (need(1) != opts_.session)
+            bad("belongs to session " + detail::quote(values[1]) + ", not \"" + opts_.session + "\"");
+        if (need(2) != opts_.peer)
+            bad("was written by side " + detail::quote(values[2]) + ", not \"" + opts_.peer + "\"");
+        record r;
+        r.nonce = std::string(need(3));
+        if (!is_nonce(r.nonce)) bad("bad nonce " + detail::quote(r.nonce) + " (expected 32 hex digits)");
+        r.ack = std::string(need(4));
+        if (r.ack != "none" && !is_nonce(r.ack))
+            bad("bad ack " + detail::quote(r.ack) + " (expected 32 hex digits or \"none\")");
+        if (kind == "endpoint") {
+            auto text_form = need(8);
+            try {
+                r.ep = from_text(text_form);
+            } catch (const error& e) {
+                throw error(e.code(), role() + ": " + path.string() + ": " + e.step(),
+                            e.hint().empty() ? "delete the file if it is a leftover, and start both "
+                                               "sides again"
+                                             : e.hint());
+            }
+        } else if (seen[8]) {
+            bad("a ready file carries no endpoint");
+        }
+        return r;
+    }
+
+    void pause(const deadline& dl) const {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(dl.at() - deadline::clock::now());
+        if (left > std::chrono::milliseconds::zero())
+            std::this_thread::sleep_for(std::min(opts_.poll_interval, left));
+    }
+
+    options opts_;
+    std::optional<deadline> deadline_; // set on first use, see the class comment
+    std::string nonce_;                // this run's, drawn in exchange()
+    std::string acked_;                // the peer's nonce we acknowledge; after exchange(), the peer's
+    std::string local_text_;           // our endpoint's text form, for rewrites
+    unsigned writes_ = 0;              // numbers temporary files
+    phase phase_ = phase::fresh;
+};
+
+} // namespace rcq::handshake

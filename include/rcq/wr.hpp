@@ -1,0 +1,179 @@
+// rcq/wr.hpp - work requests whose opcode is part of their type.
+#pragma once
+
+#include <rcq/remote.hpp>
+
+#include <infiniband/verbs.h>
+#include <arpa/inet.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace rcq {
+
+/// `length` bytes at `offset` of a registered region (anything with bytes()
+/// and lkey(): rcq::mr, a buffer policy): one scatter/gather element.
+template <class Region>
+ibv_sge local(const Region& region, std::size_t offset, std::uint32_t length) noexcept {
+    return {reinterpret_cast<std::uintptr_t>(region.bytes().data() + offset), length,
+            region.lkey()};
+}
+
+/// A send-queue work request with the opcode `Op` fixed at compile time. It
+/// is an ibv_send_wr and nothing more (same size and layout), so it can go
+/// wherever verbs take one; only the constructors that make sense for `Op`
+/// exist. Signaled by default; the scatter/gather element it points to must
+/// live until the request is posted (inline sends) or completed (others).
+template <ibv_wr_opcode Op>
+class send_wr : public ibv_send_wr {
+public:
+    static constexpr ibv_wr_opcode opcode_value = Op;
+
+    /// SEND
+    send_wr(const ibv_sge& sge, std::uint64_t id) noexcept
+        requires(Op == IBV_WR_SEND)
+        : ibv_send_wr(base(sge, id)) {}
+
+    /// SEND with 32 bits of immediate data, delivered with the peer's RECV completion.
+    send_wr(const ibv_sge& sge, std::uint64_t id, std::uint32_t imm) noexcept
+        requires(Op == IBV_WR_SEND_WITH_IMM)
+        : ibv_send_wr(base(sge, id)) {
+        imm_data = htonl(imm);
+    }
+
+    /// RDMA WRITE or READ of `sge.length` bytes to or from `to`.
+    send_wr(const ibv_sge& sge, const remote_slice& to, std::uint64_t id) noexcept
+        requires(Op == IBV_WR_RDMA_WRITE || Op == IBV_WR_RDMA_READ)
+        : ibv_send_wr(base(sge, id)) {
+        wr.rdma.remote_addr = to.addr;
+        wr.rdma.rkey = to.rkey;
+    }
+
+    /// RDMA WRITE with immediate data: consumes one RECV at the peer.
+    send_wr(const ibv_sge& sge, const remote_slice& to, std::uint64_t id, std::uint32_t imm) noexcept
+        requires(Op == IBV_WR_RDMA_WRITE_WITH_IMM)
+        : ibv_send_wr(base(sge, id)) {
+        wr.rdma.remote_addr = to.addr;
+        wr.rdma.rkey = to.rkey;
+        imm_data = htonl(imm);
+    }
+
+    /// Compare-and-swap: if the word equals `compare`, it becomes `swap`;
+    /// the old value lands in the 8 bytes `sge` points to.
+    send_wr(const ibv_sge& sge, const remote_word& at, std::uint64_t id, std::uint64_t compare,
+            std::uint64_t swap) noexcept
+        requires(Op == IBV_WR_ATOMIC_CMP_AND_SWP)
+        : ibv_send_wr(base(sge, id)) {
+        wr.atomic.remote_addr = at.addr;
+        wr.atomic.rkey = at.rkey;
+        wr.atomic.compare_add = compare;
+        wr.atomic.swap = swap;
+    }
+
+    /// Fetch-and-add: the word grows by `add`; its old value lands in `sge`.
+    send_wr(const ibv_sge& sge, const remote_word& at, std::uint64_t id, std::uint64_t add) noexcept
+        requires(Op == IBV_WR_ATOMIC_FETCH_AND_ADD)
+        : ibv_send_wr(base(sge, id)) {
+        wr.atomic.remote_addr = at.addr;
+        wr.atomic.rkey = at.rkey;
+        wr.atomic.compare_add = add;
+    }
+
+    /// No completion for this request (selective signaling; see send_queue).
+    send_wr& unsignaled() noexcept {
+        send_flags &= ~unsigned(IBV_SEND_SIGNALED);
+        return *this;
+    }
+    send_wr& signaled(bool on = true) noexcept {
+        send_flags = on ? (send_flags | IBV_SEND_SIGNALED) : (send_flags & ~unsigned(IBV_SEND_SIGNALED));
+        return *this;
+    }
+    /// The data is copied at post time, so the buffer may be reused at once
+    /// and need not be registered; at most the QP's max_inline_data bytes.
+    send_wr& inlined() noexcept
+        requires(Op == IBV_WR_SEND || Op == IBV_WR_SEND_WITH_IMM || Op == IBV_WR_RDMA_WRITE ||
+                 Op == IBV_WR_RDMA_WRITE_WITH_IMM)
+    {
+        send_flags |= IBV_SEND_INLINE;
+        return *this;
+    }
+    /// Waits for earlier READs and atomics before this request starts.
+    send_wr& fenced() noexcept {
+        send_flags |= IBV_SEND_FENCE;
+        return *this;
+    }
+
+    std::uint32_t length() const noexcept { return sg_list->length; }
+
+private:
+    static ibv_send_wr base(const ibv_sge& sge, std::uint64_t id) noexcept {
+        ibv_send_wr w{};
+        w.wr_id = id;
+        w.sg_list = const_cast<ibv_sge*>(&sge); // verbs never writes through it
+        w.num_sge = 1;
+        w.opcode = Op;
+        w.send_flags = IBV_SEND_SIGNALED;
+        return w;
+    }
+};
+
+using send_op = send_wr<IBV_WR_SEND>;
+using send_imm_op = send_wr<IBV_WR_SEND_WITH_IMM>;
+using write_op = send_wr<IBV_WR_RDMA_WRITE>;
+using write_imm_op = send_wr<IBV_WR_RDMA_WRITE_WITH_IMM>;
+using read_op = send_wr<IBV_WR_RDMA_READ>;
+using compare_swap_op = send_wr<IBV_WR_ATOMIC_CMP_AND_SWP>;
+using fetch_add_op = send_wr<IBV_WR_ATOMIC_FETCH_AND_ADD>;
+
+static_assert(sizeof(send_op) == sizeof(ibv_send_wr) && sizeof(read_op) == sizeof(ibv_send_wr));
+static_assert(sizeof(compare_swap_op) == sizeof(ibv_send_wr));
+
+/// A receive work request: an ibv_recv_wr and nothing more.
+class recv_wr : public ibv_recv_wr {
+public:
+    recv_wr(const ibv_sge& sge, std::uint64_t id) noexcept : ibv_recv_wr{} {
+        wr_id = id;
+        sg_list = const_cast<ibv_sge*>(&sge);
+        num_sge = 1;
+    }
+};
+
+static_assert(sizeof(recv_wr) == sizeof(ibv_recv_wr));
+
+template <class W>
+concept send_work_request = std::derived_from<W, ibv_send_wr> && sizeof(W) == sizeof(ibv_send_wr);
+
+/// `N` send requests posted with one ibv_post_send (one doorbell), stored
+/// in place without allocation. The links are made once, at construction;
+/// set() replaces a request and keeps its link. Not movable: the links point
+/// into the chain itself.
+template <std::size_t N>
+class wr_chain {
+    static_assert(N > 0, "rcq::wr_chain<N>: N must be positive");
+
+public:
+    static constexpr std::size_t size() noexcept { return N; }
+
+    wr_chain() noexcept {
+        for (std::size_t i = 0; i < N; ++i) wrs_[i].next = i + 1 < N ? &wrs_[i + 1] : nullptr;
+    }
+    wr_chain(const wr_chain&) = delete;
+    wr_chain& operator=(const wr_chain&) = delete;
+
+    template <send_work_request W>
+    void set(std::size_t i, const W& w) noexcept {
+        ibv_send_wr* next = wrs_[i].next;
+        wrs_[i] = w;
+        wrs_[i].next = next;
+    }
+    ibv_send_wr& operator[](std::size_t i) noexcept { return wrs_[i]; }
+    ibv_send_wr& front() noexcept { return wrs_[0]; }
+    ibv_send_wr& back() noexcept { return wrs_[N - 1]; }
+
+private:
+    std::array<ibv_send_wr, N> wrs_{};
+};
+
+} // namespace rcq
