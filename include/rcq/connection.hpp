@@ -36,8 +36,9 @@ struct connection_options {
     std::optional<int> gid_index; // empty: the port's RoCE v2 IPv4 GID
     qp_caps caps{};
     int cq_depth = 128;
-    /// IBV_ACCESS_REMOTE_* the peer gets on our buffer. None by default; when
-    /// set, the buffer's address and rkey travel with our endpoint.
+    /// IBV_ACCESS_REMOTE_* the peer gets on our buffer (on the QP and on the
+    /// buffer's registration). None by default; when set, the buffer's
+    /// address, rkey and length travel with our endpoint.
     unsigned remote_access = 0;
     /// How long wait() waits for one completion (the teaching program's 5 s).
     std::chrono::milliseconds completion_timeout = std::chrono::seconds(5);
@@ -100,7 +101,7 @@ public:
           gid_(pick_gid(opts)),
           own_pd_(own_ctx_ ? std::optional<pd>(make_pd()) : std::nullopt),
           pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
-          buffer_(make_buffer(buffer_cfg)),
+          buffer_(make_buffer(buffer_cfg, static_cast<int>(opts.remote_access))),
           poll_(ctx_),
           cq_(make_cq(opts)),
           handshake_(std::move(handshake)),
@@ -222,8 +223,8 @@ private:
         return domain;
     }
 
-    buffer_type make_buffer(const buffer_config& cfg) const {
-        buffer_type b(pd_, cfg);
+    buffer_type make_buffer(const buffer_config& cfg, int remote_access) const {
+        buffer_type b(pd_, cfg, remote_access);
         const std::string how = detail::describe_policy(b);
         say((how.empty() ? "buffer ready" : how) + ": " + std::to_string(b.bytes().size()) +
             " bytes, lkey 0x" + hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));

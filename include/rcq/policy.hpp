@@ -36,12 +36,14 @@ concept poll_policy =
         { p.wait(c, out, d) } -> std::same_as<int>;
     };
 
-/// Who owns the memory that work requests point into. Built from the PD and
-/// the policy's own `config`; must keep the memory registered while alive.
+/// Who owns the memory that work requests point into. Built from the PD, the
+/// policy's own `config` and the remote access the peer is granted
+/// (IBV_ACCESS_REMOTE_* flags, 0 for none); keeps the memory registered while
+/// alive.
 template <class P>
 concept buffer_policy =
     requires { typename P::config; } &&
-    std::constructible_from<P, ibv_pd*, const typename P::config&> &&
+    std::constructible_from<P, ibv_pd*, const typename P::config&, int> &&
     requires(const P& b) {
         { b.bytes() } -> std::convertible_to<std::span<std::byte>>;
         { b.lkey() } -> std::same_as<std::uint32_t>;

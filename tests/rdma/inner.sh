@@ -19,27 +19,38 @@ echo "== device ${RCQ_DEVICE:-(first)}, GID index ${RCQ_GID_INDEX:-(automatic)},
 "$build/tests/rcq_rdma_tests" --gtest_color=no
 report "rcq_rdma_tests" $?
 
-# The example server and client, end to end over TCP and RoCE, narrated.
-server=$build/examples/rdma_server client=$build/examples/rdma_client
-if [ -x "$server" ] && [ -x "$client" ]; then
+# Runs a server and a client example against each other on this device and
+# checks that both succeed and narrate the transfer.
+#   run_pair NAME "SERVER ARGS" "CLIENT ARGS" PATTERN
+run_pair() {
+    local name=$1 server=$2 client=$3 pattern=$4
+    local logs port status=0 server_pid server_status client_status
     logs=$(mktemp -d)
     port=$((20000 + RANDOM % 20000))
-    timeout 60 "$server" -p "$port" -t 30 >"$logs/server" 2>&1 &
+    timeout 60 $server -p "$port" -t 30 >"$logs/server" 2>&1 &
     server_pid=$!
-    timeout 60 "$client" "${RCQ_IP:-127.0.0.1}" -p "$port" -t 30 >"$logs/client" 2>&1
+    timeout 60 $client -p "$port" -t 30 >"$logs/client" 2>&1
     client_status=$?
     wait "$server_pid"
     server_status=$?
     sed 's/^/  server| /' "$logs/server"
     sed 's/^/  client| /' "$logs/client"
-    status=0
     [ "$server_status" -eq 0 ] && [ "$client_status" -eq 0 ] || status=1
     for side in server client; do
-        grep -q 'QP RTR -> RTS' "$logs/$side" && grep -q 'every byte checked' "$logs/$side" ||
+        grep -q 'QP RTR -> RTS' "$logs/$side" && grep -q "$pattern" "$logs/$side" ||
             { echo "  $side did not narrate the transfer"; status=1; }
     done
-    report "examples: rdma_server + rdma_client" "$status"
+    report "$name" "$status"
     rm -rf "$logs"
+}
+
+examples=$build/examples
+ip=${RCQ_IP:-127.0.0.1}
+if [ -x "$examples/rdma_server" ]; then
+    run_pair "examples: rdma_server + rdma_client" \
+        "$examples/rdma_server" "$examples/rdma_client $ip" 'every byte checked'
+    run_pair "examples: rdma_write_read" \
+        "$examples/rdma_write_read server" "$examples/rdma_write_read client $ip" 'done'
 fi
 
 echo "== rdma: $passed parts passed, $failed failed"

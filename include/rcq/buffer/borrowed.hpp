@@ -17,19 +17,18 @@ namespace rcq::buffer {
 /// Memory the caller owns, which rcq registers for the connection's lifetime
 /// and deregisters when done. Lifetime: the memory must stay allocated, and
 /// must not be freed or remapped, until the connection (or this object) is
-/// destroyed; rcq never frees it. Access is local write plus `config::access`.
+/// destroyed; rcq never frees it. Access is local write plus the remote
+/// access asked for (IBV_ACCESS_REMOTE_*).
 class borrowed {
 public:
     using rcq_category = category::buffer;
 
     struct config {
         std::span<std::byte> memory;
-        /// Extra IBV_ACCESS_* flags, e.g. IBV_ACCESS_REMOTE_READ.
-        int access = 0;
     };
 
-    borrowed(ibv_pd* domain, const config& cfg)
-        : memory_(checked(cfg.memory)), mr_(domain, memory_, IBV_ACCESS_LOCAL_WRITE | cfg.access) {}
+    borrowed(ibv_pd* domain, const config& cfg, int remote_access = 0)
+        : memory_(checked(cfg.memory)), mr_(domain, memory_, IBV_ACCESS_LOCAL_WRITE | remote_access) {}
 
     std::span<std::byte> bytes() const noexcept { return memory_; }
     std::uint32_t lkey() const noexcept { return mr_.lkey(); }

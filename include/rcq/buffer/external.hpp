@@ -16,6 +16,9 @@ namespace rcq::buffer {
 /// it. A QP can only use memory of its own PD, so a connection with this
 /// policy runs on the MR's PD and device instead of opening its own.
 /// Lifetime: the MR, its PD and its device must outlive the connection.
+/// Access: whatever the caller registered the MR with; rcq cannot widen it,
+/// so an MR meant for the peer's WRITEs must have been registered with
+/// IBV_ACCESS_REMOTE_WRITE.
 class external {
 public:
     using rcq_category = category::buffer;
@@ -24,7 +27,8 @@ public:
         ibv_mr* mr = nullptr;
     };
 
-    external(ibv_pd* domain, const config& cfg) : mr_(checked(cfg.mr)) {
+    external(ibv_pd* domain, const config& cfg, int /*remote_access: fixed at registration*/ = 0)
+        : mr_(checked(cfg.mr)) {
         if (domain != nullptr && domain != mr_->pd)
             throw_invalid("rcq::buffer::external: the memory region belongs to another "
                           "protection domain",

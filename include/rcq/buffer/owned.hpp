@@ -21,7 +21,7 @@ namespace rcq::buffer {
 
 /// `Bytes` of page-aligned, zero-filled memory that rcq maps, registers, and
 /// unmaps after deregistering. Access is least privilege: local write, plus
-/// only the remote access asked for in `config::access`.
+/// only the remote access asked for (IBV_ACCESS_REMOTE_*).
 ///
 /// With `config::huge_pages`, the memory comes from 2 MiB huge pages (fewer
 /// NIC translation entries for large buffers); when the system has none
@@ -35,13 +35,12 @@ public:
     using rcq_category = category::buffer;
 
     struct config {
-        /// Extra IBV_ACCESS_* flags, e.g. IBV_ACCESS_REMOTE_WRITE.
-        int access = 0;
         bool huge_pages = false;
     };
 
-    explicit owned(ibv_pd* domain, const config& cfg = {})
-        : memory_(map(cfg.huge_pages, note_)), mr_(domain, bytes(), IBV_ACCESS_LOCAL_WRITE | cfg.access) {}
+    explicit owned(ibv_pd* domain, const config& cfg = {}, int remote_access = 0)
+        : memory_(map(cfg.huge_pages, note_)),
+          mr_(domain, bytes(), IBV_ACCESS_LOCAL_WRITE | remote_access) {}
 
     owned(owned&&) noexcept = default;
     owned& operator=(owned&&) = delete;

@@ -74,7 +74,7 @@ struct policy_bag {
                   "and `int wait(const rcq::cq&, std::span<ibv_wc>, const rcq::deadline&)`");
     static_assert(buffer_policy<buffer>,
                   "rcq::connection<...>: the buffer policy does not satisfy rcq::buffer_policy: "
-                  "it needs a nested `config`, a constructor from `(ibv_pd*, const config&)`, "
+                  "it needs a nested `config`, a constructor from `(ibv_pd*, const config&, int remote_access)`, "
                   "and bytes(), lkey() and rkey()");
     static_assert(handshake_policy<handshake>,
                   "rcq::connection<...>: the handshake policy does not satisfy "
