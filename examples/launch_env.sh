@@ -43,6 +43,7 @@ b=("$@")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/launch_env.XXXXXX")
 pids=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -94,7 +95,7 @@ relay() {
     local l
     while IFS= read -r -u "$2" l; do
         printf '[%s] %s\n' "$1" "$l"
-        if [[ $l =~ ^rcq[0-9]+\  || $l == rcq-go ]]; then printf '%s\n' "$l" >&"$3" 2>/dev/null || true; fi
+        if [[ $l =~ ^rcq[0-9]+\  || $l == rcq-go ]]; then { printf '%s\n' "$l" >&"$3"; } 2>/dev/null || true; fi
     done
 }
 relay A 4 5 3>&- 6<&- &
@@ -105,15 +106,20 @@ pids+=("${relays[@]}")
 exec 3>&- 4<&- 5>&- 6<&-
 
 status=0
-for _ in 1 2; do
-    rc=0
-    wait -n -p done_pid "$pid_a" "$pid_b" || rc=$?
-    [[ $done_pid == "$pid_a" ]] && who=A other=$pid_b || who=B other=$pid_a
+running=("$pid_a" "$pid_b")
+while ((${#running[@]})); do
+    rc=0 done_pid=
+    wait -n -p done_pid "${running[@]}" || rc=$?
+    [[ -n $done_pid ]] || break
+    [[ $done_pid == "$pid_a" ]] && who=A || who=B
+    still=()
+    for p in "${running[@]}"; do [[ $p == "$done_pid" ]] || still+=("$p"); done
+    running=("${still[@]}")
     if ((rc != 0 && status == 0)); then
         status=$rc
         ((rc == 124)) && why="timed out after ${timeout_s} s" || why="failed with status $rc"
         echo "launch_env: $who $why; stopping the other side" >&2
-        kill "$other" 2>/dev/null || true
+        for p in "${running[@]}"; do kill "$p" 2>/dev/null || true; done
     fi
 done
 

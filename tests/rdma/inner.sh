@@ -53,5 +53,10 @@ if [ -x "$examples/rdma_server" ]; then
         "$examples/rdma_write_read server" "$examples/rdma_write_read client $ip" 'done'
 fi
 
+if [ -x "$examples/custom_policies" ]; then
+    timeout 60 "$examples/custom_policies" --quiet
+    report "examples: custom_policies" $?
+fi
+
 echo "== rdma: $passed parts passed, $failed failed"
 [ "$failed" -eq 0 ]
