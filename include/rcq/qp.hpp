@@ -29,6 +29,9 @@ struct qp_caps {
     /// Take receives from this shared receive queue (rcq::srq) instead of
     /// the QP's own; post_recv on the QP then fails.
     ibv_srq* srq = nullptr;
+    /// IBV_QP_EX_WITH_* operations to enable the extended post API for
+    /// (rcq::all_rc_send_ops for all); 0 creates a QP with ibv_create_qp.
+    std::uint64_t send_ops = 0;
 };
 
 /// RESET -> INIT.
@@ -245,7 +248,25 @@ private:
         attr.cap.max_send_sge = caps.max_send_sge;
         attr.cap.max_recv_sge = caps.max_recv_sge;
         attr.cap.max_inline_data = caps.max_inline_data;
-        qp_ = raw_handle(ibv_create_qp(domain, &attr));
+        if (caps.send_ops == 0) {
+            qp_ = raw_handle(ibv_create_qp(domain, &attr));
+        } else {
+            ibv_qp_init_attr_ex ex{};
+            ex.send_cq = attr.send_cq;
+            ex.recv_cq = attr.recv_cq;
+            ex.srq = attr.srq;
+            ex.cap = attr.cap;
+            ex.qp_type = attr.qp_type;
+            ex.sq_sig_all = attr.sq_sig_all;
+            ex.comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+            ex.pd = domain;
+            ex.send_ops_flags = caps.send_ops;
+            qp_ = raw_handle(ibv_create_qp_ex(domain->context, &ex));
+            if (!qp_)
+                throw_error("ibv_create_qp_ex(RC, with send_ops)",
+                            "the device may lack the extended post API (ibv_wr_*); "
+                            "create the QP without qp_caps::send_ops");
+        }
         if (!qp_)
             throw_error("ibv_create_qp(RC, send_wr " + std::to_string(caps.max_send_wr) +
                             ", recv_wr " + std::to_string(caps.max_recv_wr) + ")",

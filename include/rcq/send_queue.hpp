@@ -3,6 +3,7 @@
 
 #include <rcq/config.hpp>
 #include <rcq/error.hpp>
+#include <rcq/extended.hpp>
 #include <rcq/qp.hpp>
 #include <rcq/wr.hpp>
 
@@ -34,8 +35,11 @@ concept batch_must_not_be_longer_than_the_signaling_interval = N <= Every;
 /// signaled request is outstanding whose completion will make room, and the
 /// queue cannot stall on unsignaled requests that nothing retires.
 ///
+/// `Api` chooses the post path at compile time: api::legacy (ibv_post_send)
+/// or api::extended (ibv_wr_*; the QP needs qp_caps::send_ops).
+///
 /// Holds the QP by reference; not thread safe.
-template <std::size_t Depth, std::size_t Every = 1>
+template <std::size_t Depth, std::size_t Every = 1, class Api = api::legacy>
 class send_queue {
     static_assert(Every >= 1 && Every <= Depth,
                   "rcq::send_queue<Depth, Every>: signal at least once per Depth sends "
@@ -45,7 +49,8 @@ public:
     static constexpr std::size_t depth = Depth;
     static constexpr std::size_t every = Every;
 
-    explicit send_queue(qp<state::rts>& q) : qp_(q.get()) {
+    explicit send_queue(qp<state::rts>& q)
+        : qp_(q.get()), qp_ex_(std::same_as<Api, api::extended> ? extended_view(q.get()) : nullptr) {
         ibv_qp_attr attr{};
         ibv_qp_init_attr init{};
         if (int rc = ibv_query_qp(qp_, &attr, IBV_QP_CAP, &init); rc != 0)
@@ -68,8 +73,7 @@ public:
         const bool signal = ++unsignaled_ == Every || Depth - (outstanding_ + 1) < Every;
         w.send_flags = signal ? (w.send_flags | IBV_SEND_SIGNALED)
                               : (w.send_flags & ~unsigned(IBV_SEND_SIGNALED));
-        ibv_send_wr* bad;
-        if (int rc = ibv_post_send(qp_, &w, &bad); rc != 0) {
+        if (int rc = submit(w); rc != 0) {
             --unsignaled_;
             return rc;
         }
@@ -90,8 +94,7 @@ public:
         ibv_send_wr& last = chain.back();
         last.send_flags = signal ? (last.send_flags | IBV_SEND_SIGNALED)
                                  : (last.send_flags & ~unsigned(IBV_SEND_SIGNALED));
-        ibv_send_wr* bad;
-        if (int rc = ibv_post_send(qp_, &chain.front(), &bad); rc != 0) return rc;
+        if (int rc = submit(chain.front()); rc != 0) return rc;
         unsignaled_ += N;
         outstanding_ += N;
         if (signal) close_batch();
@@ -109,6 +112,15 @@ public:
     std::uint32_t max_inline() const noexcept { return max_inline_; }
 
 private:
+    RCQ_ALWAYS_INLINE int submit(ibv_send_wr& first) noexcept {
+        if constexpr (std::same_as<Api, api::extended>) {
+            return detail::post_ex(qp_ex_, first);
+        } else {
+            ibv_send_wr* bad;
+            return ibv_post_send(qp_, &first, &bad);
+        }
+    }
+
     // Each signaled request closes a batch: the sends its completion retires.
     void close_batch() noexcept {
         batches_[tail_] = unsignaled_;
@@ -117,6 +129,7 @@ private:
     }
 
     ibv_qp* qp_;
+    ibv_qp_ex* qp_ex_; // null with api::legacy
     std::uint32_t max_inline_ = 0;
     std::size_t outstanding_ = 0; // posted and not yet retired
     std::size_t unsignaled_ = 0;  // posted since the last signaled request

@@ -81,6 +81,11 @@ public:
         wr.atomic.compare_add = add;
     }
 
+    /// A request points to its scatter/gather element, so a temporary one
+    /// would dangle before the post: name it in a variable instead.
+    template <class... Rest>
+    send_wr(ibv_sge&&, Rest&&...) = delete;
+
     /// No completion for this request (selective signaling; see send_queue).
     send_wr& unsignaled() noexcept {
         send_flags &= ~unsigned(IBV_SEND_SIGNALED);
@@ -138,6 +143,8 @@ public:
         sg_list = const_cast<ibv_sge*>(&sge);
         num_sge = 1;
     }
+    /// A temporary element would dangle before the post: name it instead.
+    recv_wr(ibv_sge&&, std::uint64_t) = delete;
 };
 
 static_assert(sizeof(recv_wr) == sizeof(ibv_recv_wr));

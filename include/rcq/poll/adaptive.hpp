@@ -27,7 +27,8 @@ public:
 
     /// Returns how many completions arrived (> 0), 0 when the deadline passed
     /// first, or -errno when waiting failed.
-    [[nodiscard]] RCQ_ALWAYS_INLINE int wait(const cq& c, std::span<ibv_wc> out,
+    template <class Cq = cq>
+    [[nodiscard]] RCQ_ALWAYS_INLINE int wait(const Cq& c, std::span<ibv_wc> out,
                                              const deadline& until) noexcept {
         for (unsigned i = 0; i < Spins; ++i)
             if (int n = c.poll(out); n != 0) return n;

@@ -58,7 +58,8 @@ public:
 
     /// Waits for up to `out.size()` completions. Returns how many arrived
     /// (> 0), 0 when the deadline passed first, or -errno when waiting failed.
-    [[nodiscard]] int wait(const cq& c, std::span<ibv_wc> out, const deadline& until) noexcept {
+    template <class Cq = cq>
+    [[nodiscard]] int wait(const Cq& c, std::span<ibv_wc> out, const deadline& until) noexcept {
         for (;;) {
             if (int n = c.poll(out); n != 0) return n;
             pollfd pfd{channel_->fd, POLLIN, 0};

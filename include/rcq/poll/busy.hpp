@@ -28,7 +28,8 @@ struct busy {
 
     /// Waits for up to `out.size()` completions. Returns how many arrived
     /// (> 0), 0 when the deadline passed first, or < 0 when polling failed.
-    [[nodiscard]] RCQ_ALWAYS_INLINE int wait(const cq& c, std::span<ibv_wc> out,
+    template <class Cq = cq>
+    [[nodiscard]] RCQ_ALWAYS_INLINE int wait(const Cq& c, std::span<ibv_wc> out,
                                              const deadline& until) noexcept {
         for (unsigned spins = 0;; ++spins) {
             if (int n = c.poll(out); n != 0) return n;
