@@ -15,8 +15,9 @@
 # relayed. Their stderr passes through.
 #
 # Each program runs for at most SECONDS (default 60); when one fails, the
-# other is stopped. Exit status: 0 when both succeed, else the status of the
-# first to fail (124: it timed out), or 1 for the launcher's own errors.
+# other is stopped, and each failure is reported on stderr. Exit status: 0
+# when both succeed, else the status of the first failure noticed (124: a
+# timeout), or 1 for the launcher's own errors.
 # Needs bash 5.1 (wait -n -p) and coreutils' timeout.
 set -euo pipefail
 
@@ -105,7 +106,11 @@ relays+=($!)
 pids+=("${relays[@]}")
 exec 3>&- 4<&- 5>&- 6<&-
 
+# Wait for both; the first failure stops the other side. Every failure is
+# reported: after one side dies, the other often fails too (its input ends)
+# and may be noticed first.
 status=0
+stopped=
 running=("$pid_a" "$pid_b")
 while ((${#running[@]})); do
     rc=0 done_pid=
@@ -115,11 +120,16 @@ while ((${#running[@]})); do
     still=()
     for p in "${running[@]}"; do [[ $p == "$done_pid" ]] || still+=("$p"); done
     running=("${still[@]}")
-    if ((rc != 0 && status == 0)); then
+    ((rc != 0)) || continue
+    if [[ $done_pid == "$stopped" ]] && ((rc > 128)); then
+        echo "launch_env: $who stopped" >&2
+        continue
+    fi
+    ((rc == 124)) && echo "launch_env: $who timed out after ${timeout_s} s" >&2 ||
+        echo "launch_env: $who failed with status $rc" >&2
+    if ((status == 0)); then
         status=$rc
-        ((rc == 124)) && why="timed out after ${timeout_s} s" || why="failed with status $rc"
-        echo "launch_env: $who $why; stopping the other side" >&2
-        for p in "${running[@]}"; do kill "$p" 2>/dev/null || true; done
+        for p in "${running[@]}"; do stopped=$p; kill "$p" 2>/dev/null || true; done
     fi
 done
 

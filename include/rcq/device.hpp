@@ -20,9 +20,15 @@ public:
     device_list() {
         int n = 0;
         list_ = ibv_get_device_list(&n);
-        if (list_ == nullptr)
+        if (list_ == nullptr) {
+            const int err = errno;
             throw_error("ibv_get_device_list",
-                        "is libibverbs installed with a provider (Debian: ibverbs-providers)?");
+                        err == ENOSYS
+                            ? "this kernel has no RDMA support (no /sys/class/infiniband); run on "
+                              "Soft-RoCE in a VM with tests/softroce/run, or on a machine with RDMA"
+                            : "is libibverbs installed with a provider (Debian: ibverbs-providers)?",
+                        err);
+        }
         size_ = static_cast<std::size_t>(n);
     }
     device_list(device_list&& other) noexcept

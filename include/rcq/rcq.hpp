@@ -13,6 +13,9 @@
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/gid.hpp>
+#include <rcq/extended.hpp>
+#include <rcq/handshake/env.hpp>
+#include <rcq/handshake/file.hpp>
 #include <rcq/handshake/tcp.hpp>
 #include <rcq/mr.hpp>
 #include <rcq/pd.hpp>

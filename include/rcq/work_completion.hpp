@@ -51,7 +51,13 @@ inline void check_completion(const ibv_wc& wc, std::string_view what) {
         hint = "the remote address or rkey is wrong, or the peer did not grant that access";
         break;
     case IBV_WC_LOC_LEN_ERR:
-        hint = "the receive buffer is smaller than the message";
+    case IBV_WC_LOC_QP_OP_ERR:
+        hint = "a message longer than the posted receive, or a request the QP cannot take";
+        break;
+    case IBV_WC_REM_OP_ERR:
+    case IBV_WC_REM_INV_REQ_ERR:
+        hint = "the peer could not take the request, e.g. its posted receive was smaller than "
+               "the message";
         break;
     case IBV_WC_WR_FLUSH_ERR:
         hint = "the QP went to the ERROR state; an earlier completion says why";

@@ -55,9 +55,9 @@ struct file_options {
 ///     <session>.<side>.ready       written by <side> in barrier()
 ///
 /// Each is written whole under a hidden temporary name in the same folder
-/// (".<session>.<side>.<kind>.<random>.tmp"), fsync'ed and renamed into
-/// place, so a reader sees either no file or a complete one. Their content
-/// is a few lines of text, one "key value" per line:
+/// (".<session>.<side>.<kind>.<nonce prefix>-<n>.tmp"), fsync'ed and
+/// renamed into place, so a reader sees either no file or a complete one.
+/// Their content is a few lines of text, one "key value" per line:
 ///
 ///     rcq-file-handshake 1          format and version
 ///     file endpoint                 or "file ready"
