@@ -7,9 +7,14 @@
 //   -d DEV  device            -p PORT  TCP port (18515)
 //   -g IDX  GID index         -s SIZE  message size in bytes (4096)
 //   -t SEC  handshake timeout --quiet  no step-by-step narration
+// and the policies, chosen at run time among combinations compiled in:
+//   --poll=busy|blocking|adaptive          (busy)
+//   --buffer=owned|huge|borrowed|external  (owned)
+//   --handshake=tcp|file:DIR|env           (tcp)
+// With file: or env, the client takes no server address.
 #pragma once
 
-#include <rcq/connection.hpp>
+#include <rcq/rcq.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -31,7 +36,15 @@ inline constexpr std::uint16_t default_port = 18515;
 inline constexpr std::size_t max_message = 1 << 20;
 using buffer_policy = rcq::buffer::owned<2 * max_message>;
 
+enum class poll_kind { busy, blocking, adaptive };
+enum class buffer_kind { owned, huge, borrowed, external };
+enum class handshake_kind { tcp, file, env };
+
 struct options {
+    poll_kind poll = poll_kind::busy;
+    buffer_kind buffer = buffer_kind::owned;
+    handshake_kind handshake = handshake_kind::tcp;
+    std::string folder;   // with --handshake=file:DIR
     std::string server;   // the client's peer; empty for the server
     std::string device;   // empty: the first device
     std::uint16_t port = default_port;
@@ -57,7 +70,36 @@ Int parse_number(std::string_view text, Int low, Int high, std::string_view what
     return static_cast<Int>(value);
 }
 
-/// Parses argv. `is_client` makes the first positional argument the server's address.
+inline poll_kind choose_poll(std::string_view v) {
+    if (v == "busy") return poll_kind::busy;
+    if (v == "blocking") return poll_kind::blocking;
+    if (v == "adaptive") return poll_kind::adaptive;
+    throw usage_error("--poll=" + std::string(v) + ": choose busy, blocking or adaptive");
+}
+
+inline buffer_kind choose_buffer(std::string_view v) {
+    if (v == "owned") return buffer_kind::owned;
+    if (v == "huge") return buffer_kind::huge;
+    if (v == "borrowed") return buffer_kind::borrowed;
+    if (v == "external") return buffer_kind::external;
+    throw usage_error("--buffer=" + std::string(v) + ": choose owned, huge, borrowed or external");
+}
+
+inline void choose_handshake(std::string_view v, options& o) {
+    if (v == "tcp") {
+        o.handshake = handshake_kind::tcp;
+    } else if (v == "env") {
+        o.handshake = handshake_kind::env;
+    } else if (v.starts_with("file:") && v.size() > 5) {
+        o.handshake = handshake_kind::file;
+        o.folder = v.substr(5);
+    } else {
+        throw usage_error("--handshake=" + std::string(v) + ": choose tcp, file:DIR or env");
+    }
+}
+
+/// Parses argv. `is_client` makes the first positional argument the server's
+/// address (with the TCP handshake).
 inline options parse(int argc, char** argv, bool is_client) {
     options o;
     std::vector<std::string_view> positional;
@@ -76,11 +118,14 @@ inline options parse(int argc, char** argv, bool is_client) {
             o.size = parse_number<std::size_t>(value(), 1, max_message, "message size");
         else if (arg == "-t")
             o.timeout = std::chrono::seconds(parse_number<int>(value(), 1, 3600, "timeout"));
+        else if (arg.starts_with("--poll=")) o.poll = choose_poll(arg.substr(7));
+        else if (arg.starts_with("--buffer=")) o.buffer = choose_buffer(arg.substr(9));
+        else if (arg.starts_with("--handshake=")) choose_handshake(arg.substr(12), o);
         else if (arg.size() > 1 && arg[0] == '-') throw usage_error("unknown option " + std::string(arg));
         else positional.push_back(arg);
     }
     std::size_t next = 0;
-    if (is_client) {
+    if (is_client && o.handshake == handshake_kind::tcp) {
         if (positional.empty()) throw usage_error("the server's address is missing");
         o.server = positional[next++];
     }
@@ -98,6 +143,8 @@ inline void print_usage(const char* program, bool is_client) {
     std::cerr << "usage: " << program << (is_client ? " <server_ip>" : "")
               << " [device] [port] [gid_index] [-d dev] [-p port] [-g gid_index]"
                  " [-s size] [-t timeout_s] [--quiet]\n"
+                 "    [--poll=busy|blocking|adaptive] [--buffer=owned|huge|borrowed|external]\n"
+                 "    [--handshake=tcp|file:DIR|env]   (file: and env: no server address)\n"
                  "  port defaults to 18515, the GID index to the port's RoCE v2 IPv4 GID,\n"
                  "  size to 4096 bytes (at most "
               << max_message << "), the handshake timeout to 60 s.\n";
@@ -133,6 +180,84 @@ inline rcq::connection_options connection_options(const options& o) {
     c.gid_index = o.gid_index;
     c.narrate = o.quiet ? nullptr : &std::cout;
     return c;
+}
+
+template <class T>
+struct tag {
+    using type = T;
+};
+
+/// Memory for each buffer policy, kept alive around the connection.
+template <class Buffer>
+struct buffer_memory {
+    explicit buffer_memory(const options& o) : huge(o.buffer == buffer_kind::huge) {}
+    typename Buffer::config config() const { return {.huge_pages = huge}; }
+    bool huge;
+};
+template <>
+struct buffer_memory<rcq::buffer::borrowed> {
+    explicit buffer_memory(const options&) {}
+    rcq::buffer::borrowed::config config() { return {.memory = memory}; }
+    std::vector<std::byte> memory = std::vector<std::byte>(2 * max_message);
+};
+template <>
+struct buffer_memory<rcq::buffer::external> {
+    // The caller's own device, PD and MR; the connection runs on them.
+    explicit buffer_memory(const options& o)
+        : ctx(rcq::context::open(o.device)), pd(ctx), memory(2 * max_message), region(pd, memory) {}
+    rcq::buffer::external::config config() const { return {.mr = region.get()}; }
+    rcq::context ctx;
+    rcq::pd pd;
+    std::vector<std::byte> memory;
+    rcq::mr region;
+};
+
+inline rcq::handshake::tcp make_handshake(tag<rcq::handshake::tcp>, const options& o, bool server) {
+    return server ? rcq::handshake::tcp::server(o.port, o.timeout)
+                  : rcq::handshake::tcp::client(o.server, o.port, o.timeout);
+}
+inline rcq::handshake::file make_handshake(tag<rcq::handshake::file>, const options& o, bool server) {
+    return rcq::handshake::file(o.folder, "rcq-example-" + std::to_string(o.port),
+                                server ? "server" : "client", server ? "client" : "server", o.timeout);
+}
+inline rcq::handshake::env make_handshake(tag<rcq::handshake::env>, const options& o, bool) {
+    return rcq::handshake::env(o.timeout);
+}
+
+/// Builds the connection with the policies the command line chose and runs
+/// `body(connection&)`. Every combination is compiled in; the choice among
+/// them is made here, once, at run time.
+template <class Body>
+int with_connection(const options& o, bool server, Body body) {
+    auto build = [&](auto poll, auto buffer, auto handshake) {
+        using P = typename decltype(poll)::type;
+        using B = typename decltype(buffer)::type;
+        using H = typename decltype(handshake)::type;
+        buffer_memory<B> memory(o);
+        rcq::connection<P, B, H> conn(make_handshake(handshake, o, server), connection_options(o),
+                                      memory.config());
+        return body(conn);
+    };
+    auto with_handshake = [&](auto poll, auto buffer) {
+        switch (o.handshake) {
+        case handshake_kind::tcp: return build(poll, buffer, tag<rcq::handshake::tcp>{});
+        case handshake_kind::file: return build(poll, buffer, tag<rcq::handshake::file>{});
+        default: return build(poll, buffer, tag<rcq::handshake::env>{});
+        }
+    };
+    auto with_buffer = [&](auto poll) {
+        switch (o.buffer) {
+        case buffer_kind::owned:
+        case buffer_kind::huge: return with_handshake(poll, tag<buffer_policy>{});
+        case buffer_kind::borrowed: return with_handshake(poll, tag<rcq::buffer::borrowed>{});
+        default: return with_handshake(poll, tag<rcq::buffer::external>{});
+        }
+    };
+    switch (o.poll) {
+    case poll_kind::busy: return with_buffer(tag<rcq::poll::busy>{});
+    case poll_kind::blocking: return with_buffer(tag<rcq::poll::blocking>{});
+    default: return with_buffer(tag<rcq::poll::adaptive<>>{});
+    }
 }
 
 /// Runs `body` and turns errors into a message and an exit status:

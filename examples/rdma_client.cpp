@@ -19,47 +19,47 @@ int main(int argc, char** argv) {
             if (!opt.quiet) std::cout << "[client] " << line << '\n' << std::flush;
         };
 
-        say("connecting to " + opt.server + ":" + std::to_string(opt.port));
-        rcq::connection<example::buffer_policy> conn(
-            rcq::handshake::tcp::client(opt.server, opt.port, opt.timeout),
-            example::connection_options(opt));
+        if (opt.handshake == example::handshake_kind::tcp)
+            say("connecting to " + opt.server + ":" + std::to_string(opt.port));
+        return example::with_connection(opt, false, [&](auto& conn) {
+            // The reply lands in the second half of the buffer; its receive is
+            // posted before the go-ahead, like the server's.
+            const std::size_t reply_at = example::max_message;
+            if (int rc = conn.post_recv(reply_at, size, 1); rc != 0)
+                rcq::throw_error("ibv_post_recv", {}, rc);
+            say("posted a RECV of " + std::to_string(size) + " bytes for the reply");
+            conn.ready();
 
-        // The reply lands in the second half of the buffer; its receive is
-        // posted before the go-ahead, like the server's.
-        const std::size_t reply_at = example::max_message;
-        if (int rc = conn.post_recv(reply_at, size, 1); rc != 0)
-            rcq::throw_error("ibv_post_recv", {}, rc);
-        say("posted a RECV of " + std::to_string(size) + " bytes for the reply");
-        conn.ready();
+            example::fill_message(conn.buffer().first(size), greeting, 0x5a);
+            if (int rc = conn.post_send(0, size, 2); rc != 0)
+                rcq::throw_error("ibv_post_send", {}, rc);
+            say("posted a SEND of " + std::to_string(size) + " bytes");
 
-        example::fill_message(conn.buffer().first(size), greeting, 0x5a);
-        if (int rc = conn.post_send(0, size, 2); rc != 0)
-            rcq::throw_error("ibv_post_send", {}, rc);
-        say("posted a SEND of " + std::to_string(size) + " bytes");
-
-        // The SEND's completion (the server's ACK) and the reply may complete
-        // in either order: an ACK lost on the wire is resent after the reply.
-        std::optional<ibv_wc> reply_wc;
-        for (bool sent = false; !sent || !reply_wc;) {
-            const ibv_wc wc = conn.wait(sent ? "the server's reply (RECV)"
-                                             : "the SEND to the server and the reply");
-            if (wc.wr_id == 2) {
-                sent = true;
-                say("SEND completed: the server acknowledged it");
-            } else {
-                reply_wc = wc;
+            // The SEND's completion (the server's ACK) and the reply may complete
+            // in either order: an ACK lost on the wire is resent after the reply.
+            std::optional<ibv_wc> reply_wc;
+            for (bool sent = false; !sent || !reply_wc;) {
+                const ibv_wc wc = conn.wait(sent ? "the server's reply (RECV)"
+                                                 : "the SEND to the server and the reply");
+                if (wc.wr_id == 2) {
+                    sent = true;
+                    say("SEND completed: the server acknowledged it");
+                } else {
+                    reply_wc = wc;
+                }
             }
-        }
-        const ibv_wc got = *reply_wc;
-        const auto reply = conn.buffer().subspan(reply_at, got.byte_len);
-        if (got.byte_len != size)
-            rcq::throw_invalid("received " + std::to_string(got.byte_len) + " bytes, expected " +
-                               std::to_string(size));
-        if (auto bad = example::check_message(reply, expected, 0xa5))
-            rcq::throw_invalid("byte " + std::to_string(*bad) + " of the server's reply is wrong");
-        say("received " + std::to_string(got.byte_len) + " bytes: \"" +
-            std::string(example::greeting_of(reply, expected)) + "\" (every byte checked)");
-        say("done");
-        return 0;
+            const ibv_wc got = *reply_wc;
+            const auto reply = conn.buffer().subspan(reply_at, got.byte_len);
+            if (got.byte_len != size)
+                rcq::throw_invalid("received " + std::to_string(got.byte_len) +
+                                   " bytes, expected " + std::to_string(size));
+            if (auto bad = example::check_message(reply, expected, 0xa5))
+                rcq::throw_invalid("byte " + std::to_string(*bad) +
+                                   " of the server's reply is wrong");
+            say("received " + std::to_string(got.byte_len) + " bytes: \"" +
+                std::string(example::greeting_of(reply, expected)) + "\" (every byte checked)");
+            say("done");
+            return 0;
+        });
     });
 }

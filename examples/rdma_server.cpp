@@ -19,35 +19,36 @@ int main(int argc, char** argv) {
             if (!opt.quiet) std::cout << "[server] " << line << '\n' << std::flush;
         };
 
-        say("waiting for a client on TCP port " + std::to_string(opt.port));
-        rcq::connection<example::buffer_policy> conn(
-            rcq::handshake::tcp::server(opt.port, opt.timeout), example::connection_options(opt));
+        if (opt.handshake == example::handshake_kind::tcp)
+            say("waiting for a client on TCP port " + std::to_string(opt.port));
+        return example::with_connection(opt, true, [&](auto& conn) {
+            // The receive is posted before the go-ahead, so the client's SEND,
+            // which only starts after it, always finds it.
+            if (int rc = conn.post_recv(0, size, 1); rc != 0)
+                rcq::throw_error("ibv_post_recv", {}, rc);
+            say("posted a RECV of " + std::to_string(size) + " bytes");
+            conn.ready();
 
-        // The receive is posted before the go-ahead, so the client's SEND,
-        // which only starts after it, always finds it.
-        if (int rc = conn.post_recv(0, size, 1); rc != 0)
-            rcq::throw_error("ibv_post_recv", {}, rc);
-        say("posted a RECV of " + std::to_string(size) + " bytes");
-        conn.ready();
+            const ibv_wc got = conn.wait("the client's message (RECV)");
+            const auto message = conn.buffer().first(got.byte_len);
+            if (got.byte_len != size)
+                rcq::throw_invalid("received " + std::to_string(got.byte_len) +
+                                       " bytes, expected " + std::to_string(size),
+                                   "start the client with the same -s as the server");
+            if (auto bad = example::check_message(message, expected, 0x5a))
+                rcq::throw_invalid("byte " + std::to_string(*bad) +
+                                   " of the client's message is wrong");
+            say("received " + std::to_string(got.byte_len) + " bytes: \"" +
+                std::string(example::greeting_of(message, expected)) + "\" (every byte checked)");
 
-        const ibv_wc got = conn.wait("the client's message (RECV)");
-        const auto message = conn.buffer().first(got.byte_len);
-        if (got.byte_len != size)
-            rcq::throw_invalid("received " + std::to_string(got.byte_len) + " bytes, expected " +
-                                   std::to_string(size),
-                               "start the client with the same -s as the server");
-        if (auto bad = example::check_message(message, expected, 0x5a))
-            rcq::throw_invalid("byte " + std::to_string(*bad) + " of the client's message is wrong");
-        say("received " + std::to_string(got.byte_len) + " bytes: \"" +
-            std::string(example::greeting_of(message, expected)) + "\" (every byte checked)");
-
-        example::fill_message(conn.buffer().first(size), greeting, 0xa5);
-        if (int rc = conn.post_send(0, size, 2); rc != 0)
-            rcq::throw_error("ibv_post_send", {}, rc);
-        say("posted a SEND of " + std::to_string(size) + " bytes");
-        conn.wait("the reply to the client (SEND)");
-        say("SEND completed: the client acknowledged the reply");
-        say("done");
-        return 0;
+            example::fill_message(conn.buffer().first(size), greeting, 0xa5);
+            if (int rc = conn.post_send(0, size, 2); rc != 0)
+                rcq::throw_error("ibv_post_send", {}, rc);
+            say("posted a SEND of " + std::to_string(size) + " bytes");
+            conn.wait("the reply to the client (SEND)");
+            say("SEND completed: the client acknowledged the reply");
+            say("done");
+            return 0;
+        });
     });
 }

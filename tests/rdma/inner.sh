@@ -49,6 +49,18 @@ ip=${RCQ_IP:-127.0.0.1}
 if [ -x "$examples/rdma_server" ]; then
     run_pair "examples: rdma_server + rdma_client" \
         "$examples/rdma_server" "$examples/rdma_client $ip" 'every byte checked'
+    run_pair "examples: rdma_server + rdma_client, blocking poll, borrowed buffer" \
+        "$examples/rdma_server --poll=blocking --buffer=borrowed" \
+        "$examples/rdma_client $ip --poll=adaptive --buffer=external" 'every byte checked'
+    folder=$(mktemp -d)
+    run_pair "examples: rdma_server + rdma_client, file handshake" \
+        "$examples/rdma_server --handshake=file:$folder" \
+        "$examples/rdma_client --handshake=file:$folder" 'every byte checked'
+    rm -rf "$folder"
+    bash "$(dirname "$0")/../../examples/launch_env.sh" -t 60 \
+        "$examples/rdma_server" --handshake=env --quiet -- \
+        "$examples/rdma_client" --handshake=env --quiet
+    report "examples: rdma_server + rdma_client through launch_env.sh (env handshake)" $?
     run_pair "examples: rdma_write_read" \
         "$examples/rdma_write_read server" "$examples/rdma_write_read client $ip" 'done'
 fi

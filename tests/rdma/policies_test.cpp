@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -266,6 +267,30 @@ TEST(PoliciesIdle, BlockingWaitsAWholeSecondWithoutSpinning) {
               << busy * 1e3 << " ms over 0.2 s\n";
     EXPECT_LT(blocking, 0.1) << "the blocking policy used the CPU while it waited";
     EXPECT_GT(busy, 0.02) << "the busy policy is expected to spin (sanity check of the measure)";
+}
+
+// -- huge pages ----------------------------------------------------------------
+
+TEST(PoliciesBuffer, OwnedMemoryOnHugePagesWhenSomeAreReserved) {
+    const char* knob = "/proc/sys/vm/nr_hugepages";
+    long reserved = 0;
+    if (std::FILE* f = std::fopen(knob, "r")) {
+        if (std::fscanf(f, "%ld", &reserved) != 1) reserved = 0;
+        std::fclose(f);
+    }
+    if (reserved < 2) {
+        std::FILE* f = std::fopen(knob, "w");
+        if (f == nullptr) GTEST_SKIP() << "no huge pages reserved, and " << knob << " is not writable here";
+        std::fputs("2", f);
+        std::fclose(f);
+    }
+    rcq::context ctx = rcq::context::open(rdma_test::device_name());
+    rcq::pd pd(ctx);
+    rcq::buffer::owned<4096> on_huge(pd, {.huge_pages = true});
+    EXPECT_TRUE(on_huge.on_huge_pages()) << on_huge.describe();
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(on_huge.bytes().data()) % (2 << 20), 0u);
+    rcq::buffer::owned<4096> normal(pd);
+    EXPECT_FALSE(normal.on_huge_pages());
 }
 
 } // namespace
