@@ -16,6 +16,12 @@ cmake -S "$src/tests/consumer" -B "$work/find-package" -DCMAKE_CXX_COMPILER="$cx
 cmake --build "$work/find-package" >/dev/null
 "$work/find-package/consumer"
 
+echo "== conan/test_package against the installed package (the Conan consumer path)"
+cmake -S "$src/conan/test_package" -B "$work/test-package" -DCMAKE_CXX_COMPILER="$cxx" \
+      -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/test-package" >/dev/null
+"$work/test-package/test_package"
+
 echo "== consumer with add_subdirectory(rcq)"
 cmake -S "$src/tests/consumer" -B "$work/subdirectory" -DCMAKE_CXX_COMPILER="$cxx" \
       -DRCQ_SOURCE_DIR="$src" >/dev/null

@@ -1,0 +1,61 @@
+# Conan 2 recipe for rcq, a header-only library.
+#
+#   conan create conan/ --build=missing
+#
+# Boost (for Hana) comes from Conan, header-only. libibverbs is taken from the
+# system (Debian: libibverbs-dev, with ibverbs-providers at run time): it
+# talks to the kernel's RDMA stack and the providers that match it, so a
+# second copy from a package manager would only risk a mismatch.
+import os
+
+from conan import ConanFile
+from conan.tools.files import copy
+from conan.tools.layout import basic_layout
+
+
+class RcqConan(ConanFile):
+    name = "rcq"
+    version = "0.1.0"
+    description = "Header-only C++20 RoCEv2 RC queue pairs on libibverbs"
+    license = "MIT"
+    topics = ("rdma", "roce", "ibverbs", "header-only")
+    package_type = "header-library"
+    settings = "os", "arch", "compiler", "build_type"
+    no_copy_source = True
+    default_options = {"boost/*:header_only": True}
+
+    def export_sources(self):
+        # The recipe lives in conan/; the headers one level up.
+        root = os.path.join(self.recipe_folder, "..")
+        copy(self, "include/*", root, self.export_sources_folder)
+        copy(self, "LICENSE", root, self.export_sources_folder)
+
+    def layout(self):
+        basic_layout(self, src_folder=".")
+
+    def requirements(self):
+        self.requires("boost/[>=1.74 <2]", transitive_headers=True)
+
+    def validate(self):
+        from conan.errors import ConanInvalidConfiguration
+        from conan.tools.build import check_min_cppstd
+        if self.settings.os != "Linux":
+            raise ConanInvalidConfiguration("rcq needs Linux (libibverbs)")
+        check_min_cppstd(self, 20)
+
+    def package_id(self):
+        self.info.clear()
+
+    def package(self):
+        copy(self, "*.hpp", os.path.join(self.source_folder, "include"),
+             os.path.join(self.package_folder, "include"))
+        copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
+
+    def package_info(self):
+        # The same names as rcq's own CMake package: find_package(rcq) and rcq::rcq.
+        self.cpp_info.set_property("cmake_file_name", "rcq")
+        self.cpp_info.set_property("cmake_target_name", "rcq::rcq")
+        self.cpp_info.bindirs = []
+        self.cpp_info.libdirs = []
+        self.cpp_info.system_libs = ["ibverbs"]
+        self.cpp_info.requires = ["boost::headers"]
