@@ -39,6 +39,11 @@ rcq::rtr_attrs towards(const resources& r, std::uint32_t qpn, std::uint32_t psn)
 TEST(Transitions, DeviceIsRealAndActive) {
     resources r;
     rdma_test::require_real_device(r.ctx);
+    rcq::device_list devices;
+    EXPECT_THAT(devices.names(), testing::HasSubstr(r.ctx.name()));
+    if (std::getenv("RCQ_IN_VM") != nullptr) { // the harness's VM: Soft-RoCE, for real
+        EXPECT_EQ(r.ctx.name(), "rxe0");
+    }
     EXPECT_EQ(r.gid.type, rcq::gid_type::roce_v2);
     EXPECT_FALSE(rcq::gid_table(r.ctx, 1).empty());
 }
