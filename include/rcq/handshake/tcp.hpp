@@ -144,6 +144,12 @@ public:
 
     bool is_server() const noexcept { return server_; }
 
+    /// For the narration: "tcp server on port 18515", "tcp client to host:port".
+    std::string describe() const {
+        return server_ ? "tcp server on port " + std::to_string(port_)
+                       : "tcp client to " + host_ + ":" + std::to_string(port_);
+    }
+
     /// Server: the port it is bound to (the kernel's choice when 0 was asked).
     /// Client: the server's port it connects to.
     std::uint16_t port() const noexcept { return port_; }
@@ -239,7 +245,7 @@ private:
         listener_ = std::move(fd);
     }
 
-    static std::string describe(const sockaddr_storage& addr) {
+    static std::string address_of(const sockaddr_storage& addr) {
         char text[INET6_ADDRSTRLEN] = "?";
         if (addr.ss_family == AF_INET6) {
             auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
@@ -272,7 +278,7 @@ private:
             int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
             if (fd >= 0) {
                 conn_.reset(fd);
-                peer_ = describe(addr);
+                peer_ = address_of(addr);
                 listener_.reset(); // one peer only; stop accepting at once
                 return;
             }

@@ -1,0 +1,43 @@
+// The README's code snippets, compiled: building the unit tests is the check
+// that they still match the library. (Nothing here runs: it needs a device.)
+#include <rcq/rcq.hpp>
+
+#include <utility>
+
+void readme_state_machine(const rcq::rtr_attrs& peer, std::uint32_t my_psn, ibv_send_wr& wr) {
+    rcq::context ctx = rcq::context::open("rxe0");
+    rcq::pd pd(ctx);
+    rcq::cq cq(ctx, 64);
+    rcq::qp<rcq::state::reset> q(pd, cq);        // one CQ, shared on purpose
+    auto ready = std::move(q).to_init({}).to_rtr(peer).to_rts({.sq_psn = my_psn});
+    (void)ready.post_send(wr);                   // only qp<state::rts> has post_send
+}
+
+void readme_operations(rcq::qp<rcq::state::rts>& q, const rcq::remote_region& peer, ibv_sge& sge,
+                       ibv_sge& sge8, rcq::context& ctx, rcq::pd& pd, std::uint64_t id,
+                       std::uint32_t imm, std::uint64_t offset, std::uint32_t len, std::uint64_t i,
+                       std::uint64_t compare, std::uint64_t swap, std::uint64_t add, int n) {
+    { rcq::send_op w(sge, id); (void)q.post_send(w); }
+    { rcq::send_imm_op w(sge, id, imm); }
+    { rcq::write_op w(sge, peer.slice(offset, len), id); }
+    { rcq::write_imm_op w(sge, peer.slice(offset, len), id, imm); }
+    { rcq::read_op w(sge, peer.slice(offset, len), id); }
+    { rcq::compare_swap_op w(sge8, peer.word(i), id, compare, swap); }
+    { rcq::fetch_add_op w(sge8, peer.word(i), id, add); }
+    rcq::send_queue<64, 16> sq(q);
+    { rcq::send_op w(sge, id); w.inlined(); (void)sq.post(w); }
+    { rcq::send_op w(sge, id); rcq::wr_chain<16> c; c.set(0, w); (void)sq.post(c); }
+    { rcq::send_op w(sge, id); (void)sq.post(w); sq.retire(); }
+    {
+        rcq::qp_caps caps;
+        rcq::srq s(pd); caps.srq = s;
+        rcq::recv_wr r(sge, id);
+        (void)s.post_recv(r);
+    }
+    { rcq::send_cq s(ctx, n); rcq::recv_cq r(ctx, n); rcq::qp<rcq::state::reset> q2(pd, s, r); }
+    {
+        rcq::qp_caps caps;
+        caps.send_ops = rcq::all_rc_send_ops; rcq::send_queue<64, 16, rcq::api::extended> sqx(q);
+        rcq::cq_ex c(ctx, n);
+    }
+}
