@@ -2,6 +2,8 @@
 // roles, every bad variable, line and stream ending in a clear rcq::error
 // within the time budget, and examples/launch_env.sh relaying between two
 // copies of this very binary.
+#include "support.hpp"
+
 #include <rcq/handshake/env.hpp>
 
 #include <gmock/gmock.h>
@@ -27,6 +29,9 @@
 
 namespace {
 
+using unit_test::endpoint_with;
+using unit_test::error_of;
+
 using namespace std::chrono_literals;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -35,16 +40,6 @@ using rcq::detail::unique_fd;
 using rcq::handshake::env;
 using clock_type = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-rcq::endpoint endpoint_with(std::uint32_t qpn) {
-    return {.qpn = qpn,
-            .psn = qpn * 3,
-            .lid = 0,
-            .gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 7},
-            .remote_addr = 0,
-            .rkey = 0,
-            .remote_len = 0};
-}
 
 // ---- peer mode: this binary as one side of the launcher script ------------------
 //
@@ -84,18 +79,6 @@ int play_side(const std::string& role) {
 }();
 
 // ---- helpers ------------------------------------------------------------------
-
-template <class F>
-std::string error_of(F&& f, int code) {
-    try {
-        f();
-    } catch (const rcq::error& e) {
-        EXPECT_EQ(e.code().value(), code) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "no rcq::error thrown";
-    return {};
-}
 
 struct pipe_fds {
     unique_fd read;

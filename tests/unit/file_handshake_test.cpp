@@ -1,6 +1,8 @@
 // rcq::handshake::file in a temporary folder per test: both sides in
 // threads, files left by earlier runs, and every malformed or missing file
 // ending in a clear rcq::error within the time budget.
+#include "support.hpp"
+
 #include <rcq/handshake/file.hpp>
 
 #include <gmock/gmock.h>
@@ -25,6 +27,9 @@
 
 namespace {
 
+using unit_test::endpoint_with;
+using unit_test::error_of;
+
 using namespace std::chrono_literals;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -32,29 +37,6 @@ using ::testing::IsEmpty;
 using rcq::handshake::file;
 using clock_type = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-rcq::endpoint endpoint_with(std::uint32_t qpn) {
-    return {.qpn = qpn,
-            .psn = qpn * 3,
-            .lid = 0,
-            .gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 7},
-            .remote_addr = 0x7f0000001000,
-            .rkey = 0x1234,
-            .remote_len = 4096};
-}
-
-// Runs `f`, expects an rcq::error with errno value `code`, returns its message.
-template <class F>
-std::string error_of(F&& f, int code) {
-    try {
-        f();
-    } catch (const rcq::error& e) {
-        EXPECT_EQ(e.code().value(), code) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "no rcq::error thrown";
-    return {};
-}
 
 // A fresh folder per test (so tests can run in parallel), removed after.
 class FileHandshake : public ::testing::Test {

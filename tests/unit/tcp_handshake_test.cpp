@@ -1,6 +1,8 @@
 // rcq::handshake::tcp over loopback: both roles, and every way a peer can
 // misbehave (absent, silent, closing early, speaking another protocol) ending
 // in a clear rcq::error within the time budget rather than a hang.
+#include "support.hpp"
+
 #include <rcq/handshake/tcp.hpp>
 
 #include <gmock/gmock.h>
@@ -24,35 +26,15 @@
 
 namespace {
 
+using unit_test::endpoint_with;
+using unit_test::error_of;
+
 using namespace std::chrono_literals;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using rcq::detail::unique_fd;
 using rcq::handshake::tcp;
 using clock_type = std::chrono::steady_clock;
-
-rcq::endpoint endpoint_with(std::uint32_t qpn) {
-    return {.qpn = qpn,
-            .psn = qpn * 3,
-            .lid = 0,
-            .gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1},
-            .remote_addr = 0,
-            .rkey = 0,
-            .remote_len = 0};
-}
-
-// Runs `f`, expects an rcq::error with errno value `code`, returns its message.
-template <class F>
-std::string error_of(F&& f, int code) {
-    try {
-        f();
-    } catch (const rcq::error& e) {
-        EXPECT_EQ(e.code().value(), code) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "no rcq::error thrown";
-    return {};
-}
 
 // ---- a raw peer that does exactly what a test tells it -----------------------
 
