@@ -26,7 +26,7 @@ port=18515
 
 if [ "$two_vms" -eq 1 ]; then
     echo "demo: server and client in two VMs, RoCE v2 over a virtual wire"
-    exec "$root/tests/softroce/run" --two --share "$build" \
+    exec "$root/tests/softroce/run" --two --share "$build" --share "$root" \
         --server "$bin/$server -p $port ${args[*]}" \
         --client "$bin/$client \$RCQ_PEER_IP -p $port ${args[*]}"
 fi
@@ -49,4 +49,4 @@ if "$root/tests/softroce/run" --host-has-device; then
     exec bash -c "$pair"
 fi
 echo "demo: no RDMA device on this host; running on Soft-RoCE (rxe0) in a VM"
-exec "$root/tests/softroce/run" --share "$build" -- bash -c "$pair"
+exec "$root/tests/softroce/run" --share "$build" --share "$root" -- bash -c "$pair"

@@ -13,4 +13,7 @@ if "$softroce" --host-has-device; then
     exec bash "$here/inner.sh" "$build"
 fi
 echo "rdma tests: no RDMA device on the host; running them on Soft-RoCE (rxe0) in a VM"
-exec "$softroce" --share "$build" -- bash "$here/inner.sh" "$build"
+# Both trees are shared explicitly: the VM's /tmp is its own, so a checkout or
+# build under /tmp would otherwise not be seen there.
+source_tree=$(cd "$here/../.." && pwd)
+exec "$softroce" --share "$build" --share "$source_tree" -- bash "$here/inner.sh" "$build"
