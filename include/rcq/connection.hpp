@@ -13,6 +13,7 @@
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
 #include <rcq/work_completion.hpp>
+#include <rcq/wr.hpp>
 
 #include <infiniband/verbs.h>
 
@@ -46,22 +47,6 @@ struct connection_options {
     std::ostream* narrate = nullptr;
 };
 
-/// Opens a device, registers a buffer, creates a CQ and an RC QP, swaps
-/// endpoints with the peer through the handshake policy and brings the QP to
-/// RTS: the whole set-up of an RC program in one constructor.
-///
-/// `Policies` are any of rcq::poll::*, rcq::buffer::*, rcq::handshake::* or
-/// the caller's own (see rcq/policy.hpp), in any order, at most one per
-/// category; left-out categories default to poll::busy, buffer::owned<4096>
-/// and handshake::tcp.
-///
-///     rcq::connection<> conn(rcq::handshake::tcp::server(18515));
-///     conn.post_recv(0, 64);   // receives go first,
-///     conn.ready();            // then the go-ahead, then sends.
-///
-/// Not thread safe; move-only (moving is not allowed once connected, since
-/// the QP refers to the CQ and buffer by address: hold it by value or in a
-/// unique_ptr).
 namespace detail {
 /// A buffer policy whose memory is already registered (rcq::buffer::external)
 /// names the PD it lives in; the connection then runs on that PD and its
@@ -81,6 +66,23 @@ std::string describe_policy(const P& p) {
 }
 } // namespace detail
 
+/// Opens a device, registers a buffer, creates a CQ and an RC QP, swaps
+/// endpoints with the peer through the handshake policy and brings the QP to
+/// RTS: the whole set-up of an RC program in one constructor.
+///
+/// `Policies` are any of rcq::poll::*, rcq::buffer::*, rcq::handshake::* or
+/// the caller's own (see rcq/policy.hpp), in any order, at most one per
+/// category; left-out categories default to poll::busy, buffer::owned<4096>
+/// and handshake::tcp.
+///
+///     rcq::connection<> conn(rcq::handshake::tcp::server(18515));
+///     if (conn.post_recv(0, 64) != 0) ...   // receives go first,
+///     conn.ready();                         // then the go-ahead, then sends.
+///
+/// Neither copyable nor movable (the QP refers to the CQ and the buffer by
+/// address): hold it where it is made, or in a unique_ptr. Not thread safe.
+/// Every blocking step is bounded: the handshake by its own timeout, wait()
+/// by completion_timeout.
 template <class... Policies>
 class connection {
     using bag = detail::policy_bag<poll::busy, buffer::owned<>, handshake::tcp, Policies...>;
@@ -134,26 +136,16 @@ public:
     /// or the errno value of ibv_post_send. Bounds are the caller's to keep.
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(std::size_t offset, std::uint32_t length,
                                                   std::uint64_t wr_id = 0) noexcept {
-        ibv_sge sge{reinterpret_cast<std::uintptr_t>(buffer_.bytes().data() + offset), length,
-                    buffer_.lkey()};
-        ibv_send_wr wr{};
-        wr.wr_id = wr_id;
-        wr.sg_list = &sge;
-        wr.num_sge = 1;
-        wr.opcode = IBV_WR_SEND;
-        wr.send_flags = IBV_SEND_SIGNALED;
+        const ibv_sge sge = rcq::local(buffer_, offset, length);
+        send_op wr(sge, wr_id);
         return qp_.post_send(wr);
     }
 
     /// RECV into `length` bytes at `offset` in the buffer.
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(std::size_t offset, std::uint32_t length,
                                                   std::uint64_t wr_id = 0) noexcept {
-        ibv_sge sge{reinterpret_cast<std::uintptr_t>(buffer_.bytes().data() + offset), length,
-                    buffer_.lkey()};
-        ibv_recv_wr wr{};
-        wr.wr_id = wr_id;
-        wr.sg_list = &sge;
-        wr.num_sge = 1;
+        const ibv_sge sge = rcq::local(buffer_, offset, length);
+        recv_wr wr(sge, wr_id);
         return qp_.post_recv(wr);
     }
 
