@@ -10,4 +10,11 @@ bash "$root/tests/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
-ctest --output-on-failure -j "$(nproc)" --timeout 1800
+status=0
+ctest --output-on-failure -j "$(nproc)" --timeout 1800 | tee ctest.out || status=$?
+# What the rdma test ran on the device, part by part (ctest keeps it in its
+# log), then ctest's verdict again, as the last line.
+echo "== rdma test parts:"
+grep -E '^== (PASS|FAIL|device)|^\[  (PASSED|FAILED) ' Testing/Temporary/LastTest.log || true
+grep -E 'tests passed, [0-9]+ tests failed' ctest.out || true
+exit "$status"
