@@ -18,6 +18,8 @@ namespace rcq::poll {
 /// quickly, blocking's idle cost when they do not.
 template <unsigned Spins = 4096>
 class adaptive {
+    static_assert(Spins > 0, "rcq::poll::adaptive<Spins>: spin at least once, or use poll::blocking");
+
 public:
     using rcq_category = category::poll;
 
@@ -30,9 +32,14 @@ public:
     template <class Cq = cq>
     [[nodiscard]] RCQ_ALWAYS_INLINE int wait(const Cq& c, std::span<ibv_wc> out,
                                              const deadline& until) noexcept {
-        for (unsigned i = 0; i < Spins; ++i)
-            if (int n = c.poll(out); n != 0) return n;
-        return blocking_.wait(c, out, until);
+        int n;
+        unsigned left = Spins;
+        do {
+            n = c.poll(out);
+        } while (n == 0 && --left != 0);
+        if (n == 0) [[unlikely]]
+            n = blocking_.sleep_then_poll(c, out, until);
+        return n;
     }
 
     static const char* describe() noexcept { return "adaptive: spin, then block"; }

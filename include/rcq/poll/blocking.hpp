@@ -58,8 +58,20 @@ public:
 
     /// Waits for up to `out.size()` completions. Returns how many arrived
     /// (> 0), 0 when the deadline passed first, or -errno when waiting failed.
+    /// The first poll is inlined, as a spinning poller's is; the sleeping
+    /// part is a call of its own.
     template <class Cq = cq>
-    [[nodiscard]] int wait(const Cq& c, std::span<ibv_wc> out, const deadline& until) noexcept {
+    [[nodiscard]] RCQ_ALWAYS_INLINE int wait(const Cq& c, std::span<ibv_wc> out,
+                                             const deadline& until) noexcept {
+        if (int n = c.poll(out); n != 0) return n;
+        return sleep_then_poll(c, out, until);
+    }
+
+    /// wait() once the CQ was found empty: sleeps on the channel, re-arms and
+    /// polls again, until completions arrive or the deadline passes.
+    template <class Cq = cq>
+    [[gnu::noinline]] int sleep_then_poll(const Cq& c, std::span<ibv_wc> out,
+                                          const deadline& until) noexcept {
         for (;;) {
             if (int n = c.poll(out); n != 0) return n;
             pollfd pfd{channel_->fd, POLLIN, 0};

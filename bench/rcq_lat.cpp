@@ -1,0 +1,176 @@
+// rcq_lat: ping-pong latency of one RC connection built with rcq, measured
+// and reported the way perftest's ib_send_lat / ib_write_lat do.
+//
+//   server:  rcq_lat [--op send|write] [-d dev] [-x gid_index] [-s size] [-n iters]
+//                    [-Q cq_mod] [-I inline] [-p port] [-t timeout_s]
+//   client:  rcq_lat [same options] <server host>
+//
+// --op send : each side sends a SEND and waits for the peer's, into receives
+//             posted ahead of time (ib_send_lat).
+// --op write: each side RDMA WRITEs into the peer's buffer and spins on the
+//             last byte of its own until the peer's write lands (ib_write_lat).
+// The client starts; every round trip is timed between consecutive posts and
+// half of it is reported (t_min, t_max, t_typical = median, t_avg, stdev,
+// 99% and 99.9%), both sides printing the table. As in perftest, the
+// requests are built once and the times come from the CPU's cycle counter.
+// Sends go through rcq::send_queue, signaled every -Q (default 1: every
+// send); a signaled send is waited for before going on, as perftest does.
+// Every wait is bounded by -t seconds (default 60), handshake included.
+#include "perf_common.hpp"
+
+namespace {
+
+using namespace rcq_perf;
+
+constexpr const char* usage =
+    "usage: rcq_lat [--op send|write] [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod]\n"
+    "               [-I inline_size] [-p port] [-t timeout_s] [server_host]\n"
+    "  server when no host is given; defaults: --op send, -s 2, -n 1000, -Q 1, -I 0,\n"
+    "  -p 18515, -t 60, the first device and its RoCE v2 GID.\n";
+
+/// One side of the ping-pong. `Every` is the signaling interval (-Q). The
+/// work requests are built once and posted again and again, as perftest does.
+template <std::size_t Every>
+class ping_pong {
+public:
+    ping_pong(connection& conn, const options& o)
+        : conn_(conn), o_(o), write_(o.op == "write"), sq_(conn.queue_pair()),
+          size_(static_cast<std::uint32_t>(o.size)),
+          out_(rcq::local(conn.buffer_policy(), 0, size_)),
+          in_(rcq::local(conn.buffer_policy(), incoming_offset, size_)),
+          send_(out_, 0),
+          write_wr_(out_, write_ ? rcq::remote_region::of(conn.remote()).slice(incoming_offset, size_)
+                                 : rcq::remote_slice{},
+                    0),
+          recv_(in_, 0),
+          last_in_(reinterpret_cast<volatile std::uint8_t*>(conn.buffer().data() + incoming_offset +
+                                                           size_ - 1)),
+          last_out_(conn.buffer().data() + size_ - 1),
+          until_(rcq::deadline::after(o.timeout)) {
+        if (o.size <= o.inline_size) {
+            send_.inlined();
+            write_wr_.inlined();
+        }
+    }
+
+    /// Runs the ping-pong; returns the tick of each post and the length of a tick.
+    std::pair<std::vector<std::uint64_t>, double> run() {
+        if (!write_) // receives go first; the barrier then tells the peer they are there
+            while (recvs_posted_ < std::min<std::uint64_t>(o_.iters, rq_depth)) post_recv();
+        conn_.ready();
+        until_ = rcq::deadline::after(o_.timeout);
+
+        std::vector<std::uint64_t> posted(o_.iters);
+        const stopwatch watch;
+        std::uint64_t sent = 0, received = 0;
+        // The client speaks first; after that each side answers what it got.
+        while (sent < o_.iters || received < o_.iters) {
+            if (received < o_.iters && !(sent == 0 && o_.is_client())) {
+                ++received;
+                write_ ? wait_for_write(received) : wait_for_recv();
+            }
+            if (sent < o_.iters) {
+                posted[sent] = stopwatch::ticks();
+                ++sent;
+                if (write_) {
+                    *last_out_ = std::byte{tag(sent)};
+                    post(write_wr_);
+                } else {
+                    post(send_);
+                }
+            }
+        }
+        return {std::move(posted), watch.us_per_tick()};
+    }
+
+private:
+    void post_recv() {
+        if (int rc = conn_.queue_pair().post_recv(recv_); rc != 0)
+            rcq::throw_error("ibv_post_recv", {}, rc);
+        ++recvs_posted_;
+    }
+
+    // Takes completions until `done()`: receives are counted, send
+    // completions retire their batch in the send queue.
+    template <class Done>
+    void take_completions(const char* what, Done done) {
+        poll_until(conn_.completion_queue(), until_, what, done, [&](const ibv_wc& wc) {
+            if (wc.opcode & IBV_WC_RECV) {
+                ++recvs_arrived_;
+            } else {
+                sq_.retire();
+                ++sends_completed_;
+            }
+        });
+    }
+
+    // Posts through the send queue; a signaled request is waited for, as
+    // perftest waits for each signaled completion before going on.
+    template <class W>
+    void post(W& wr) {
+        for (;;) {
+            const int rc = sq_.post(wr);
+            if (rc == 0) break;
+            if (rc != ENOSPC) rcq::throw_error("ibv_post_send", {}, rc);
+            const std::uint64_t before = sends_completed_;
+            take_completions("a send completion", [&] { return sends_completed_ != before; });
+        }
+        if (wr.send_flags & IBV_SEND_SIGNALED) {
+            const std::uint64_t before = sends_completed_;
+            take_completions("the send's completion", [&] { return sends_completed_ != before; });
+        }
+    }
+
+    void wait_for_recv() {
+        take_completions("the peer's SEND", [&] { return recvs_arrived_ != recvs_used_; });
+        ++recvs_used_;
+        if (recvs_posted_ < o_.iters) post_recv();
+    }
+
+    // The peer's n-th write carries tag(n) in its last byte.
+    void wait_for_write(std::uint64_t n) {
+        const std::uint8_t want = tag(n);
+        for (unsigned spins = 0; *last_in_ != want;)
+            if (++spins % 1024 == 0 && until_.expired())
+                rcq::throw_error("timed out waiting for the peer's RDMA WRITE " + std::to_string(n),
+                                 "is the peer still running? raise -t for long runs", ETIMEDOUT);
+    }
+
+    static std::uint8_t tag(std::uint64_t n) noexcept { return static_cast<std::uint8_t>(n % 255 + 1); }
+
+    connection& conn_;
+    const options& o_;
+    bool write_;
+    rcq::send_queue<sq_depth, Every> sq_;
+    std::uint32_t size_;
+    ibv_sge out_, in_; // what we send, where the peer's messages land
+    rcq::send_op send_;
+    rcq::write_op write_wr_;
+    rcq::recv_wr recv_;
+    const volatile std::uint8_t* last_in_;
+    std::byte* last_out_;
+    rcq::deadline until_;
+    std::uint64_t recvs_posted_ = 0, recvs_arrived_ = 0, recvs_used_ = 0;
+    std::uint64_t sends_completed_ = 0;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+    return run("rcq_lat", usage, [&] {
+        const options o = parse(argc, argv, options{}, true, false);
+        const bool write = o.op == "write";
+        connection conn(handshake(o), connection_options(o, write));
+        print_header(write ? "rcq RDMA_Write Latency Test" : "rcq Send Latency Test", o, conn, false);
+
+        std::pair<std::vector<std::uint64_t>, double> posted;
+        with_constant<signal_intervals>(o.cq_mod, [&](auto every) {
+            ping_pong<decltype(every)::value> side(conn, o);
+            posted = side.run();
+        });
+        // Neither side leaves before the other is done: its last message
+        // may still be waiting for the ACK the peer's QP sends.
+        conn.ready();
+        print_latency(o, posted.first, posted.second);
+    });
+}

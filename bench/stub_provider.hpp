@@ -1,0 +1,146 @@
+// bench/stub_provider.hpp - a verbs "device" that lives in memory, for
+// measuring the cost of posting and polling without any hardware.
+//
+// libibverbs inlines the data path: ibv_post_send(qp, ...) is one indirect
+// call through qp->context->ops.post_send, and ibv_poll_cq, ibv_post_recv,
+// ibv_post_srq_recv and ibv_req_notify_cq are the same. So a real
+// ibv_context whose ops table points at our own functions, plus a QP, CQ and
+// SRQ that refer to it, is all it takes for the very code an application
+// compiles (raw verbs or rcq) to land here. Our functions count what they are
+// given and fingerprint the work requests, so two programs can be shown to
+// have handed the provider exactly the same work.
+//
+// The control path is a different matter: verbs such as ibv_query_qp reach
+// the provider through a table private to libibverbs, which a context made
+// in memory does not have. The few of them rcq calls on the objects used here
+// (ibv_query_qp from rcq::send_queue, ibv_create/destroy_comp_channel from
+// rcq::poll::blocking) are therefore interposed by stub_provider.cpp: for a
+// stub object they answer themselves, for anything else they hand over to
+// libibverbs. ibv_destroy_qp/cq/srq on a stub object abort with a message,
+// since the stub, not the caller, owns those objects; see rts_qp and
+// adopted_cq below for wrapping them in rcq's owners safely.
+//
+// Link stub_provider.cpp into the program (it must be part of the
+// executable, not of a shared library, for the interposition to apply).
+// Not thread safe: one thread per provider.
+#pragma once
+
+#include <rcq/cq.hpp>
+#include <rcq/qp.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+
+namespace rcq_stub {
+
+/// What the provider has been handed since the last reset. Two runs that did
+/// the same work compare equal, fingerprints included.
+struct tally {
+    std::uint64_t post_send_calls = 0;
+    std::uint64_t send_wrs = 0;
+    std::uint64_t signaled_sends = 0;
+    std::uint64_t post_recv_calls = 0;
+    std::uint64_t recv_wrs = 0;
+    std::uint64_t srq_recv_wrs = 0;
+    std::uint64_t poll_calls = 0;
+    std::uint64_t completions = 0;
+    std::uint64_t notify_calls = 0;
+    /// A hash of every field of every work request that the provider would
+    /// act on (id, opcode, flags, scatter/gather list, remote address, rkey).
+    std::uint64_t fingerprint = 0;
+
+    friend bool operator==(const tally&, const tally&) = default;
+};
+
+/// A registered-looking memory region of the stub: real memory with made-up
+/// keys. It has bytes() and lkey(), so rcq::local() accepts it.
+struct region {
+    std::byte* data = nullptr;
+    std::size_t size = 0;
+    std::uint32_t lkey_value = 0;
+    std::uint32_t rkey_value = 0;
+
+    std::span<std::byte> bytes() const noexcept { return {data, size}; }
+    std::uint32_t lkey() const noexcept { return lkey_value; }
+    std::uint32_t rkey() const noexcept { return rkey_value; }
+};
+
+/// One stub device: a context, PD, CQ, RC QP (in RTS as far as anyone asks)
+/// and SRQ, plus a memory region. Neither copyable nor movable: the objects
+/// point at one another.
+class provider {
+public:
+    /// What ibv_query_qp reports for the stub QP.
+    static constexpr std::uint32_t max_send_wr = 256;
+    static constexpr std::uint32_t max_recv_wr = 256;
+    static constexpr std::uint32_t max_inline_data = 64;
+    static constexpr std::size_t memory_size = 64 * 1024;
+
+    provider();
+    ~provider();
+    provider(const provider&) = delete;
+    provider& operator=(const provider&) = delete;
+
+    ibv_context* context() const noexcept;
+    ibv_pd* pd() const noexcept;
+    ibv_cq* cq() const noexcept;
+    ibv_qp* qp() const noexcept;
+    ibv_srq* srq() const noexcept;
+    region memory() const noexcept;
+
+    /// How many completions each poll_cq call returns (at most what the
+    /// caller asked for); 1 at first. 0 makes every poll find the CQ empty.
+    void completions_per_poll(int n) noexcept;
+
+    const tally& counts() const noexcept;
+    void reset_counts() noexcept;
+
+    /// Whether `ctx` is a stub context (its ops are ours).
+    static bool is_stub(const ibv_context* ctx) noexcept;
+
+    struct device; // the objects, defined in stub_provider.cpp
+
+private:
+    std::unique_ptr<device> dev_;
+};
+
+/// An rcq::qp<state::rts> over the stub QP that hands the QP back instead of
+/// destroying it (rcq's destructor would call ibv_destroy_qp on it).
+class rts_qp {
+public:
+    explicit rts_qp(const provider& p) noexcept
+        : qp_(rcq::qp<rcq::state::rts>::adopt_unchecked(p.qp())) {}
+    ~rts_qp() { (void)std::move(qp_).release(); }
+    rts_qp(const rts_qp&) = delete;
+    rts_qp& operator=(const rts_qp&) = delete;
+
+    rcq::qp<rcq::state::rts>& get() noexcept { return qp_; }
+
+private:
+    rcq::qp<rcq::state::rts> qp_;
+};
+
+/// An rcq::cq over the stub CQ. rcq::cq has no release(), so the wrapper
+/// lives in a union member and its destructor is never run: it holds nothing
+/// but the pointer, and the CQ belongs to the stub.
+class adopted_cq {
+public:
+    explicit adopted_cq(const provider& p) noexcept : cq_(p.cq()) {}
+    ~adopted_cq() {} // deliberately leaves cq_ undestroyed
+    adopted_cq(const adopted_cq&) = delete;
+    adopted_cq& operator=(const adopted_cq&) = delete;
+
+    const rcq::cq& get() const noexcept { return cq_; }
+
+private:
+    union {
+        rcq::cq cq_;
+    };
+};
+
+} // namespace rcq_stub
