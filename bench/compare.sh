@@ -281,9 +281,8 @@ any_unsteady=0
     ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
     echo "| write, -l 8 | 4096 | $BW_ITERS_4096 | $a | $b | $ratio | $(rounds_of rcq write_bwl8 4096 bw) | $(rounds_of perftest write_bwl8 4096 bw) | $(figure rcq write_bwl8 4096 cqe) |"
     echo
-    echo "rcq completions: signaled WRITEs rcq_bw polled (median over the rounds). perftest signals one"
-    echo "WRITE in -Q (or one per post list); rcq::send_queue<128, Every> also signals every request"
-    echo "that leaves fewer than Every free slots, which a send queue kept full hits on almost every post."
+    echo "rcq completions: signaled WRITEs rcq_bw polled (median over the rounds). Like perftest,"
+    echo "rcq::send_queue signals exactly one WRITE in -Q (or one per post list)."
     echo
     echo "rcq: \`rcq_bw\`; perftest: \`ib_write_bw\` (same -s, -n, -Q / -l, -d, -x; tx depth 128 on both)."
     echo "Latency ratios below 1 and bandwidth ratios above 1 favour rcq. Soft-RoCE is a software"
