@@ -15,6 +15,6 @@ ctest --output-on-failure -j "$(nproc)" --timeout 1800 | tee ctest.out || status
 # What the rdma test ran on the device, part by part (ctest keeps it in its
 # log), then ctest's verdict again, as the last line.
 echo "== rdma test parts:"
-grep -E '^== (PASS|FAIL|device)' Testing/Temporary/LastTest.log || true
+grep -E '^== (PASS|FAIL|device|rdma:)' Testing/Temporary/LastTest.log || true
 grep -E 'tests passed, [0-9]+ tests failed' ctest.out || true
 exit "$status"
