@@ -78,7 +78,7 @@ int connect(const example::options& opt, auto say) {
     connection conn(rcq::handshake::tcp::client(opt.server, opt.port, opt.timeout), remote_options(opt));
     const rcq::remote_region server = rcq::remote_region::of(conn.remote());
     say("the server's memory: " + std::to_string(server.length()) + " bytes, rkey 0x" +
-        [&] { char t[9]; std::snprintf(t, sizeof t, "%x", server.rkey()); return std::string(t); }());
+        rcq::detail::hex(server.rkey()));
 
     post_recv(conn, 1);
     conn.ready();

@@ -3,6 +3,7 @@
 
 #include <rcq/buffer/owned.hpp>
 #include <rcq/cq.hpp>
+#include <rcq/detail/hex.hpp>
 #include <rcq/detail/policy_bag.hpp>
 #include <rcq/device.hpp>
 #include <rcq/endpoint.hpp>
@@ -20,7 +21,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <optional>
 #include <ostream>
 #include <random>
@@ -219,7 +219,7 @@ private:
         buffer_type b(pd_, cfg, remote_access);
         const std::string how = detail::describe_policy(b);
         say((how.empty() ? "buffer ready" : how) + ": " + std::to_string(b.bytes().size()) +
-            " bytes, lkey 0x" + hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));
+            " bytes, lkey 0x" + detail::hex(b.lkey()) + ", rkey 0x" + detail::hex(b.rkey()));
         return b;
     }
 
@@ -233,7 +233,7 @@ private:
 
     qp<state::rts> establish(const connection_options& opts) {
         qp<state::reset> fresh(pd_, cq_, opts.caps);
-        say("created RC queue pair: QPN 0x" + hex(fresh.qp_num()) + ", state RESET");
+        say("created RC queue pair: QPN 0x" + detail::hex(fresh.qp_num()) + ", state RESET");
 
         auto initialized = std::move(fresh).to_init({.port_num = opts.port,
                                                      .access = opts.remote_access});
@@ -264,7 +264,7 @@ private:
             .path_mtu = port_.active_mtu,
         });
         say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(port_.active_mtu)) +
-            ", remote QPN 0x" + hex(remote_.qpn) + ")");
+            ", remote QPN 0x" + detail::hex(remote_.qpn) + ")");
 
         const rts_attrs rts{.sq_psn = local_.psn};
         auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
@@ -273,14 +273,8 @@ private:
         return ready_to_send;
     }
 
-    static std::string hex(std::uint64_t v) {
-        char text[17];
-        std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(v));
-        return text;
-    }
-
     static std::string describe(const endpoint& e) {
-        return "QPN 0x" + hex(e.qpn) + ", PSN 0x" + hex(e.psn) + ", LID " + std::to_string(e.lid) +
+        return "QPN 0x" + detail::hex(e.qpn) + ", PSN 0x" + detail::hex(e.psn) + ", LID " + std::to_string(e.lid) +
                ", GID " + gid_entry{.gid = e.gid}.address();
     }
 

@@ -1,12 +1,12 @@
 // rcq/remote.hpp - the peer's memory that one-sided operations reach.
 #pragma once
 
+#include <rcq/detail/hex.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 namespace rcq {
@@ -67,18 +67,12 @@ public:
                       "std::uint64_t or std::int64_t");
         const remote_slice s = slice(index * 8, 8);
         if (s.addr % 8 != 0)
-            throw_invalid("remote atomic word at 0x" + hex(s.addr) + " is not 8-byte aligned",
+            throw_invalid("remote atomic word at 0x" + detail::hex(s.addr) + " is not 8-byte aligned",
                           "register the peer's memory 8-byte aligned", EINVAL);
         return {s.addr, s.rkey};
     }
 
 private:
-    static std::string hex(std::uint64_t v) {
-        char text[17];
-        std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(v));
-        return text;
-    }
-
     std::uint64_t addr_ = 0;
     std::uint32_t rkey_ = 0;
     std::uint64_t length_ = 0;

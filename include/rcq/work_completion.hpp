@@ -1,11 +1,11 @@
 // rcq/work_completion.hpp - reading and checking work completions.
 #pragma once
 
+#include <rcq/detail/hex.hpp>
 #include <rcq/error.hpp>
 
 #include <infiniband/verbs.h>
 
-#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -34,11 +34,8 @@ inline void check_completion(const ibv_wc& wc, std::string_view what) {
     if (wc.status == IBV_WC_SUCCESS) return;
     std::string step = "work completion for " + std::string(what) + ": " +
                        ibv_wc_status_str(wc.status) + " (status " + std::to_string(wc.status) +
-                       ", wr_id " + std::to_string(wc.wr_id) + ", vendor_err 0x";
-    char vendor[9];
-    std::snprintf(vendor, sizeof vendor, "%x", wc.vendor_err);
-    step += vendor;
-    step += ")";
+                       ", wr_id " + std::to_string(wc.wr_id) + ", vendor_err 0x" +
+                       detail::hex(wc.vendor_err) + ")";
     const char* hint = "";
     switch (wc.status) {
     case IBV_WC_RETRY_EXC_ERR:

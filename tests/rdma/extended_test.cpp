@@ -46,8 +46,7 @@ struct extended_pair {
     }
 
     rcq::rtr_attrs towards(std::uint32_t qpn, std::uint32_t psn) const {
-        return {.dest_qpn = qpn, .rq_psn = psn, .dlid = port.lid, .dgid = gid.gid,
-                .sgid_index = static_cast<std::uint8_t>(gid.index), .path_mtu = port.active_mtu};
+        return rdma_test::towards(gid, port, qpn, psn);
     }
     rcq::remote_region b_memory() const {
         return {reinterpret_cast<std::uintptr_t>(mem_b.data()), mr_b.rkey(), mem_b.size()};

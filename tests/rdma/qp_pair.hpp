@@ -50,12 +50,7 @@ struct qp_pair {
     }
 
     rcq::rtr_attrs towards(std::uint32_t qpn, std::uint32_t psn) const {
-        return {.dest_qpn = qpn,
-                .rq_psn = psn,
-                .dlid = port.lid,
-                .dgid = gid.gid,
-                .sgid_index = static_cast<std::uint8_t>(gid.index),
-                .path_mtu = port.active_mtu};
+        return rdma_test::towards(gid, port, qpn, psn);
     }
 
     /// Brings both QPs to RTS; `before_rtr` may post receives in INIT.

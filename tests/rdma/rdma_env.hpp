@@ -3,6 +3,7 @@
 
 #include <rcq/device.hpp>
 #include <rcq/gid.hpp>
+#include <rcq/qp.hpp>
 
 #include <gtest/gtest.h>
 
@@ -60,6 +61,18 @@ inline packet_counts read_packet_counts(const std::string& device, int port = 1)
         c.received = read_counter(base + "counters/port_rcv_packets").value_or(0);
     }
     return c;
+}
+
+/// RTR attributes towards QP `qpn` (initial PSN `psn`) on the same port,
+/// through GID `gid`: how the tests connect QPs of one process.
+inline rcq::rtr_attrs towards(const rcq::gid_entry& gid, const ibv_port_attr& port,
+                              std::uint32_t qpn, std::uint32_t psn) {
+    return {.dest_qpn = qpn,
+            .rq_psn = psn,
+            .dlid = port.lid,
+            .dgid = gid.gid,
+            .sgid_index = static_cast<std::uint8_t>(gid.index),
+            .path_mtu = port.active_mtu};
 }
 
 /// Fails the test unless a real verbs device with an ACTIVE port is present.

@@ -28,12 +28,7 @@ struct resources {
 };
 
 rcq::rtr_attrs towards(const resources& r, std::uint32_t qpn, std::uint32_t psn) {
-    return {.dest_qpn = qpn,
-            .rq_psn = psn,
-            .dlid = r.port.lid,
-            .dgid = r.gid.gid,
-            .sgid_index = static_cast<std::uint8_t>(r.gid.index),
-            .path_mtu = r.port.active_mtu};
+    return rdma_test::towards(r.gid, r.port, qpn, psn);
 }
 
 TEST(Transitions, DeviceIsRealAndActive) {
