@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 
 #define RCQ_BENCH_INLINE inline __attribute__((always_inline))
 
@@ -122,7 +123,11 @@ struct rcq_send_selective {
     rcq::send_queue<sq_depth, signal_every> sq;
 
     explicit rcq_send_selective(rcq_stub::provider& p)
-        : qp(p), cq(p), mem(p.memory()), sq(qp.get()) {}
+        : qp(p), cq(p), mem(p.memory()), sq(std::move(qp.get())) {}
+    // The queue owns the QP while it lives; rts_qp hands it back to the stub.
+    ~rcq_send_selective() { qp.get() = std::move(sq).release(); }
+    rcq_send_selective(const rcq_send_selective&) = delete;
+    rcq_send_selective& operator=(const rcq_send_selective&) = delete;
 
     RCQ_BENCH_INLINE bool step(std::uint64_t i) noexcept {
         const ibv_sge sge = rcq::local(mem, 0, message_size);

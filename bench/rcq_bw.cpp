@@ -35,7 +35,13 @@ result write_all(connection& conn, const options& o) {
     // A chain must fit beside the longest unsignaled run (send_queue's rule);
     // chains of PostList = Every requests leave none, so the queue still
     // holds at most sq_depth requests in flight, as perftest's does.
-    rcq::send_queue<sq_depth + PostList - 1, Every> sq(conn.queue_pair());
+    rcq::send_queue<sq_depth + PostList - 1, Every> sq(std::move(conn.queue_pair()));
+    // The queue owns the connection's QP until it is given back below.
+    struct give_back {
+        connection& c;
+        decltype(sq)& q;
+        ~give_back() { c.queue_pair() = std::move(q).release(); }
+    } back{conn, sq};
     const auto size = static_cast<std::uint32_t>(o.size);
     const rcq::remote_slice to = rcq::remote_region::of(conn.remote()).slice(0, size);
     const ibv_sge sge = rcq::local(conn.buffer_policy(), 0, size);

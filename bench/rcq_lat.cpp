@@ -34,7 +34,7 @@ template <std::size_t Every>
 class ping_pong {
 public:
     ping_pong(connection& conn, const options& o)
-        : conn_(conn), o_(o), write_(o.op == "write"), sq_(conn.queue_pair()),
+        : conn_(conn), o_(o), write_(o.op == "write"), sq_(std::move(conn.queue_pair())),
           size_(static_cast<std::uint32_t>(o.size)),
           out_(rcq::local(conn.buffer_policy(), 0, size_)),
           in_(rcq::local(conn.buffer_policy(), incoming_offset, size_)),
@@ -52,6 +52,11 @@ public:
             write_wr_.inlined();
         }
     }
+
+    // The send queue owns the connection's QP while the ping-pong runs.
+    ~ping_pong() { conn_.queue_pair() = std::move(sq_).release(); }
+    ping_pong(const ping_pong&) = delete;
+    ping_pong& operator=(const ping_pong&) = delete;
 
     /// Runs the ping-pong; returns the tick of each post and the length of a tick.
     std::pair<std::vector<std::uint64_t>, double> run() {
@@ -85,7 +90,7 @@ public:
 
 private:
     void post_recv() {
-        if (int rc = conn_.queue_pair().post_recv(recv_); rc != 0)
+        if (int rc = sq_.post_recv(recv_); rc != 0)
             rcq::throw_error("ibv_post_recv", {}, rc);
         ++recvs_posted_;
     }

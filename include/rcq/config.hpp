@@ -8,3 +8,15 @@
 #else
 #define RCQ_ALWAYS_INLINE inline
 #endif
+
+/// Checks of misuse that C++ cannot refuse at compile time (posting on a
+/// moved-from handle, ...): on in debug builds (no NDEBUG), off otherwise,
+/// where they would cost the hot path. Define RCQ_DEBUG_CHECKS to 0 or 1 to
+/// choose, the same in every translation unit of a program.
+#ifndef RCQ_DEBUG_CHECKS
+#ifdef NDEBUG
+#define RCQ_DEBUG_CHECKS 0
+#else
+#define RCQ_DEBUG_CHECKS 1
+#endif
+#endif

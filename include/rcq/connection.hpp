@@ -18,6 +18,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -79,8 +80,11 @@ std::string describe_policy(const P& p) {
 ///     if (conn.post_recv(0, 64) != 0) ...   // receives go first,
 ///     conn.ready();                         // then the go-ahead, then sends.
 ///
-/// Neither copyable nor movable (the QP refers to the CQ and the buffer by
-/// address): hold it where it is made, or in a unique_ptr. Not thread safe.
+/// Neither copyable nor movable: the verbs objects it owns would survive a
+/// move (they live outside it), but a moved-from connection would be one
+/// without a QP whose every call has to be checked; rcq keeps it always
+/// connected instead. Hold it where it is made, or in a unique_ptr to pass it
+/// around. Not thread safe.
 /// Every blocking step is bounded: the handshake by its own timeout, wait()
 /// by completion_timeout.
 template <class... Policies>
@@ -95,7 +99,7 @@ public:
 
     explicit connection(handshake_type handshake, const connection_options& opts = {},
                         const buffer_config& buffer_cfg = {})
-        : out_(opts.narrate),
+        : out_(checked(opts).narrate),
           timeout_(opts.completion_timeout),
           own_ctx_(open_device(opts, buffer_cfg)),
           ctx_(own_ctx_ ? own_ctx_->get() : borrowed_pd(buffer_cfg)->context),
@@ -128,45 +132,94 @@ public:
     /// the receives the peer's first sends will land in.
     void ready() {
         say("handshake: waiting for the peer's go-ahead");
-        handshake_.barrier();
+        try {
+            handshake_.barrier();
+        } catch (const error& e) {
+            const std::string peer_hint = "the peer may never have called ready() (it must, "
+                                          "once its receives are posted), or it stopped";
+            throw error(e.code(), e.step(), e.hint().empty() ? peer_hint : e.hint() + "; or " + peer_hint);
+        }
         say("handshake: both sides ready; the peer's receives are posted");
     }
 
-    /// SEND of `length` bytes at `offset` in the buffer, signaled. Returns 0
-    /// or the errno value of ibv_post_send. Bounds are the caller's to keep.
+    /// SEND of `length` bytes at `offset` in the buffer, signaled. Returns 0,
+    /// ERANGE when offset + length reaches past buffer() (nothing is posted;
+    /// checked always: two comparisons), or the errno value of ibv_post_send.
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(std::size_t offset, std::uint32_t length,
                                                   std::uint64_t wr_id = 0) noexcept {
+        if (!in_buffer(offset, length)) [[unlikely]] return ERANGE;
         const ibv_sge sge = rcq::local(buffer_, offset, length);
         send_op wr(sge, wr_id);
-        return qp_.post_send(wr);
+        const int rc = qp_.post_send(wr);
+        posted_ += rc == 0;
+        return rc;
     }
 
-    /// RECV into `length` bytes at `offset` in the buffer.
+    /// RECV into `length` bytes at `offset` in the buffer; returns as post_send.
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(std::size_t offset, std::uint32_t length,
                                                   std::uint64_t wr_id = 0) noexcept {
+        if (!in_buffer(offset, length)) [[unlikely]] return ERANGE;
         const ibv_sge sge = rcq::local(buffer_, offset, length);
         recv_wr wr(sge, wr_id);
-        return qp_.post_recv(wr);
+        const int rc = qp_.post_recv(wr);
+        posted_ += rc == 0;
+        return rc;
     }
 
     /// Waits for the next completion, at most completion_timeout. Throws
     /// rcq::error on timeout, on a polling failure, and for a completion
     /// whose status is not success (with its status text and WR id).
+    ///
+    /// A completion already in the CQ is taken without reading the clock.
     ibv_wc wait(std::string_view what = "a completion") {
         ibv_wc wc{};
-        const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), deadline::after(timeout_));
+        const std::span<ibv_wc> one(&wc, 1);
+        int n = cq_.poll(one);
+        if (n == 0) n = poll_.wait(cq_, one, deadline::after(timeout_));
         if (n < 0)
-            throw_error("polling the CQ while waiting for " + std::string(what), {}, -n);
-        if (n == 0)
+            throw_error("polling the CQ while waiting for " + std::string(what) +
+                            " failed (result " + std::to_string(n) + ")",
+                        "ibv_poll_cq returns a negative value when the provider fails (a CQ that "
+                        "overran, i.e. cq_depth too small, is one cause), a poll policy -errno "
+                        "for its own failures",
+                        EIO);
+        if (n == 0) {
+            if (posted_ == 0)
+                throw_error("no completion for " + std::string(what) + " within " +
+                                std::to_string(timeout_.count()) + " ms: nothing was outstanding",
+                            "every post_send/post_recv of this connection has completed already "
+                            "(requests posted on queue_pair() directly are not counted): post "
+                            "before waiting",
+                            ETIMEDOUT);
             throw_error("no completion for " + std::string(what) + " within " +
                             std::to_string(timeout_.count()) + " ms",
                         "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
+        }
+        posted_ -= posted_ != 0;
         check_completion(wc, what);
         return wc;
     }
 
 private:
+    bool in_buffer(std::size_t offset, std::uint32_t length) const noexcept {
+        const std::size_t size = buffer_.bytes().size();
+        return offset <= size && length <= size - offset;
+    }
+
+    // Settings that can be refused before anything is opened.
+    static const connection_options& checked(const connection_options& opts) {
+        const std::uint64_t needed =
+            std::uint64_t(opts.caps.max_send_wr) + opts.caps.max_recv_wr;
+        if (opts.cq_depth <= 0 || std::uint64_t(opts.cq_depth) < needed)
+            throw_invalid("connection_options::cq_depth " + std::to_string(opts.cq_depth) +
+                              " is less than caps.max_send_wr + caps.max_recv_wr (" +
+                              std::to_string(needed) + "): the one CQ takes the completions of "
+                              "both queues and could overrun, which is fatal to the QP",
+                          "set cq_depth >= " + std::to_string(needed) + ", or shorten the queues");
+        return opts;
+    }
+
     void say(const std::string& line) const {
         if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
     }
@@ -294,6 +347,7 @@ private:
     handshake_type handshake_;
     endpoint local_{};
     endpoint remote_{};
+    std::size_t posted_ = 0; // posted through post_send/post_recv, not yet waited for
     qp<state::rts> qp_;
 };
 

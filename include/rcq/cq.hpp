@@ -30,7 +30,10 @@ public:
     explicit cq(ibv_cq* raw) noexcept : cq_(raw) {}
 
     ibv_cq* get() const noexcept { return cq_.get(); }
-    operator ibv_cq*() const noexcept { return cq_.get(); }
+    operator ibv_cq*() const& noexcept { return cq_.get(); }
+    /// Not from a temporary: the object would be destroyed at the end of the
+    /// statement, leaving the pointer dangling. Name the owner in a variable.
+    operator ibv_cq*() && = delete;
 
     /// Takes up to `out.size()` completions without blocking. Returns how many
     /// (0 when none are ready) or a negative value when polling failed. This

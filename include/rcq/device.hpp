@@ -114,7 +114,10 @@ public:
     explicit context(ibv_context* raw) noexcept : ctx_(raw) {}
 
     ibv_context* get() const noexcept { return ctx_.get(); }
-    operator ibv_context*() const noexcept { return ctx_.get(); }
+    operator ibv_context*() const& noexcept { return ctx_.get(); }
+    /// Not from a temporary: the object would be destroyed at the end of the
+    /// statement, leaving the pointer dangling. Name the owner in a variable.
+    operator ibv_context*() && = delete;
     std::string name() const { return device_name(get()); }
     ibv_port_attr port(std::uint8_t port_num = 1) const { return query_port(get(), port_num); }
     ibv_device_attr attributes() const { return query_device(get()); }

@@ -2,6 +2,8 @@
 // binary (TCP) and text (files, environment variables) forms.
 #pragma once
 
+#include <rcq/detail/dependent_false.hpp>
+#include <rcq/detail/hex.hpp>
 #include <rcq/error.hpp>
 
 #include <boost/hana/accessors.hpp>
@@ -61,15 +63,12 @@ struct endpoint {
 
 namespace detail {
 
-template <class T>
-inline constexpr bool always_false = false;
-
 // How one kind of endpoint member is laid out on the wire. Unsigned integers
 // go big-endian, byte arrays byte by byte; anything else is refused at compile
 // time so that a new member cannot be silently mis-encoded.
 template <class T>
 struct wire_field {
-    static_assert(always_false<T>,
+    static_assert(dependent_false<T>,
                   "rcq::endpoint members must be unsigned integers or std::array<std::uint8_t, N>; "
                   "to add another kind of member, specialise rcq::detail::wire_field for it");
 };
@@ -168,12 +167,7 @@ inline std::string gid_to_string(const gid_bytes& gid);
 
 namespace detail {
 
-inline void append_hex(std::string& out, std::uint64_t value) {
-    char digits[16];
-    auto end = std::to_chars(digits, digits + sizeof digits, value, 16).ptr;
-    out += "0x";
-    out.append(digits, end);
-}
+inline void append_hex(std::string& out, std::uint64_t value) { out += "0x" + hex(value); }
 
 // Quotes untrusted text for an error message: printable ASCII as is, the rest
 // as \xNN, cut after `limit` characters so a hostile peer cannot flood logs.

@@ -4,6 +4,7 @@
 
 #include <rcq/config.hpp>
 #include <rcq/cq.hpp>
+#include <rcq/detail/hex.hpp>
 #include <rcq/device.hpp>
 #include <rcq/error.hpp>
 #include <rcq/wr.hpp>
@@ -37,7 +38,7 @@ inline constexpr std::uint64_t all_rc_send_ops =
 inline ibv_qp_ex* extended_view(ibv_qp* q) {
     ibv_qp_ex* x = ibv_qp_to_qp_ex(q);
     if (x == nullptr)
-        throw_invalid("QP " + std::to_string(q->qp_num) + " has no extended post API",
+        throw_invalid("QP 0x" + detail::hex(q->qp_num) + " has no extended post API",
                       "create it with qp_caps::send_ops = rcq::all_rc_send_ops");
     return x;
 }
@@ -100,8 +101,10 @@ public:
 
     ibv_cq_ex* get_ex() const noexcept { return reinterpret_cast<ibv_cq_ex*>(get()); }
 
-    /// Up to `out.size()` completions; 0 when none is ready; < 0 on failure.
+    /// Up to `out.size()` completions; 0 when none is ready or `out` is
+    /// empty (nothing is taken from the CQ then); < 0 on failure.
     [[nodiscard]] RCQ_ALWAYS_INLINE int poll(std::span<ibv_wc> out) const noexcept {
+        if (out.empty()) [[unlikely]] return 0;
         ibv_cq_ex* c = get_ex();
         ibv_poll_cq_attr attr{};
         if (int rc = ibv_start_poll(c, &attr); rc != 0) return rc == ENOENT ? 0 : -rc;

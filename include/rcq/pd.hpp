@@ -21,7 +21,10 @@ public:
     static pd adopt(ibv_pd* raw) noexcept { return pd(raw); }
 
     ibv_pd* get() const noexcept { return pd_.get(); }
-    operator ibv_pd*() const noexcept { return pd_.get(); }
+    operator ibv_pd*() const& noexcept { return pd_.get(); }
+    /// Not from a temporary: the object would be destroyed at the end of the
+    /// statement, leaving the pointer dangling. Name the owner in a variable.
+    operator ibv_pd*() && = delete;
 
 private:
     explicit pd(ibv_pd* raw) noexcept : pd_(raw) {}

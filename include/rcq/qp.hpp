@@ -3,7 +3,10 @@
 
 #include <rcq/config.hpp>
 #include <rcq/cq.hpp>
+#include <rcq/detail/dependent_false.hpp>
 #include <rcq/detail/handle.hpp>
+#include <rcq/detail/hex.hpp>
+#include <rcq/detail/misuse.hpp>
 #include <rcq/error.hpp>
 #include <rcq/pd.hpp>
 #include <rcq/state.hpp>
@@ -11,6 +14,7 @@
 #include <infiniband/verbs.h>
 
 #include <array>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -90,16 +94,42 @@ public:
     using state_type = State;
 
     /// Creates an RC QP in RESET on `domain` whose send and receive
-    /// completions go to one shared CQ.
+    /// completions go to one shared CQ (a plain rcq::cq or rcq::cq_ex).
     qp(ibv_pd* domain, const cq& shared, const qp_caps& caps = {})
-        requires std::same_as<State, state::reset>
-        : qp(domain, shared.get(), shared.get(), caps) {}
+        : qp(domain, shared.get(), shared.get(), caps) {
+        static_assert(qp_must_be_created_in_reset<State>,
+                      "rcq::qp: qp_must_be_created_in_reset: a new QP is in RESET; write "
+                      "rcq::qp<rcq::state::reset> q(pd, cq) and walk it to RTS with "
+                      "std::move(q).to_init(...).to_rtr(...).to_rts(...)");
+    }
 
     /// Creates an RC QP in RESET on `domain` with separate completion queues;
     /// their types keep the two from being swapped.
     qp(ibv_pd* domain, const send_cq& sends, const recv_cq& receives, const qp_caps& caps = {})
-        requires std::same_as<State, state::reset>
-        : qp(domain, sends.get(), receives.get(), caps) {}
+        : qp(domain, sends.get(), receives.get(), caps) {
+        static_assert(qp_must_be_created_in_reset<State>,
+                      "rcq::qp: qp_must_be_created_in_reset: a new QP is in RESET; write "
+                      "rcq::qp<rcq::state::reset> q(pd, send_cq, recv_cq) and walk it to RTS with "
+                      "std::move(q).to_init(...).to_rtr(...).to_rts(...)");
+    }
+
+    /// A send_cq or recv_cq alone would take both kinds of completions.
+    template <class OneSided>
+        requires std::derived_from<OneSided, send_cq> || std::derived_from<OneSided, recv_cq>
+    qp(ibv_pd*, const OneSided&, const qp_caps& = {}) {
+        static_assert(detail::dependent_false<OneSided>,
+                      "rcq::qp: shared_cq_must_be_a_plain_cq: a send_cq or recv_cq alone would "
+                      "receive both send and receive completions; pass an rcq::cq to share one "
+                      "CQ, or both: qp(pd, send_cq, recv_cq)");
+    }
+
+    /// The CQs must outlive the QP: a temporary one would be destroyed (and
+    /// refused by verbs, since the QP still uses it) at the end of the
+    /// statement. Name them in variables declared before the QP.
+    qp(ibv_pd*, cq&&, const qp_caps& = {}) = delete;
+    qp(ibv_pd*, send_cq&&, const recv_cq&, const qp_caps& = {}) = delete;
+    qp(ibv_pd*, const send_cq&, recv_cq&&, const qp_caps& = {}) = delete;
+    qp(ibv_pd*, send_cq&&, recv_cq&&, const qp_caps& = {}) = delete;
 
     /// Escape hatch for interop: adopts a QP made elsewhere, trusting the
     /// caller that it is RC and in `State`. rcq destroys it.
@@ -115,9 +145,10 @@ public:
 
     // -- transitions -------------------------------------------------------
 
-    [[nodiscard]] qp<state::init> to_init(const init_attrs& a = {}) &&
-        requires qp_must_be_in_reset_to_move_to_init<State>
-    {
+    [[nodiscard]] qp<state::init> to_init(const init_attrs& a = {}) && {
+        static_assert(qp_must_be_in_reset_to_move_to_init<State>,
+                      "rcq::qp::to_init: qp_must_be_in_reset_to_move_to_init: this QP is past "
+                      "RESET; go back with std::move(q).to_reset() first");
         ibv_qp_attr attr{};
         attr.qp_state = IBV_QPS_INIT;
         attr.port_num = a.port_num;
@@ -128,9 +159,11 @@ public:
         return next<state::init>();
     }
 
-    [[nodiscard]] qp<state::rtr> to_rtr(const rtr_attrs& a) &&
-        requires qp_must_be_in_init_to_move_to_rtr<State>
-    {
+    [[nodiscard]] qp<state::rtr> to_rtr(const rtr_attrs& a) && {
+        static_assert(qp_must_be_in_init_to_move_to_rtr<State>,
+                      "rcq::qp::to_rtr: qp_must_be_in_init_to_move_to_rtr: the QP goes "
+                      "RESET -> INIT -> RTR -> RTS in that order; call to_init(...) first (from "
+                      "RESET), or to_reset() and start over");
         ibv_qp_attr attr{};
         attr.qp_state = IBV_QPS_RTR;
         attr.path_mtu = a.path_mtu;
@@ -153,9 +186,11 @@ public:
         return next<state::rtr>();
     }
 
-    [[nodiscard]] qp<state::rts> to_rts(const rts_attrs& a) &&
-        requires qp_must_be_in_rtr_to_move_to_rts<State>
-    {
+    [[nodiscard]] qp<state::rts> to_rts(const rts_attrs& a) && {
+        static_assert(qp_must_be_in_rtr_to_move_to_rts<State>,
+                      "rcq::qp::to_rts: qp_must_be_in_rtr_to_move_to_rts: the QP goes "
+                      "RESET -> INIT -> RTR -> RTS in that order; call to_rtr(peer) first (from "
+                      "INIT), or to_init(...) before it (from RESET)");
         ibv_qp_attr attr{};
         attr.qp_state = IBV_QPS_RTS;
         attr.sq_psn = a.sq_psn & 0xffffff;
@@ -187,18 +222,14 @@ public:
         return next<state::reset>();
     }
 
-    // Transitions consume the handle, so that the old state's handle cannot
-    // be used afterwards. Calling one on an lvalue lands here.
-    template <class... Args>
-    void to_init(Args&&...) & { consume_rule<Args...>(); }
-    template <class... Args>
-    void to_rtr(Args&&...) & { consume_rule<Args...>(); }
-    template <class... Args>
-    void to_rts(Args&&...) & { consume_rule<Args...>(); }
-    template <class... Args>
-    void to_error(Args&&...) & { consume_rule<Args...>(); }
-    template <class... Args>
-    void to_reset(Args&&...) & { consume_rule<Args...>(); }
+    // Transitions consume the handle, so that the old state's handle is not
+    // used by mistake afterwards. Called on an lvalue, they land here (with
+    // the same parameters, so that braced arguments land here too).
+    void to_init(const init_attrs& = {}) & { consume_rule(); }
+    void to_rtr(const rtr_attrs&) & { consume_rule(); }
+    void to_rts(const rts_attrs&) & { consume_rule(); }
+    void to_error() & { consume_rule(); }
+    void to_reset() & { consume_rule(); }
 
     // -- hot path ------------------------------------------------------------
 
@@ -207,12 +238,14 @@ public:
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(ibv_send_wr& wr, ibv_send_wr*& bad) noexcept
         requires qp_must_be_in_rts_to_post_send<State>
     {
+        live();
         return ibv_post_send(qp_.get(), &wr, &bad);
     }
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(ibv_send_wr& wr) noexcept
         requires qp_must_be_in_rts_to_post_send<State>
     {
         ibv_send_wr* bad;
+        live();
         return ibv_post_send(qp_.get(), &wr, &bad);
     }
 
@@ -220,18 +253,28 @@ public:
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(ibv_recv_wr& wr, ibv_recv_wr*& bad) noexcept
         requires qp_must_be_in_init_rtr_or_rts_to_post_recv<State>
     {
+        live();
         return ibv_post_recv(qp_.get(), &wr, &bad);
     }
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(ibv_recv_wr& wr) noexcept
         requires qp_must_be_in_init_rtr_or_rts_to_post_recv<State>
     {
         ibv_recv_wr* bad;
+        live();
         return ibv_post_recv(qp_.get(), &wr, &bad);
     }
 
 private:
     template <class>
     friend class qp;
+
+    // Posting on an empty handle would hand verbs a null QP. Checked in
+    // debug builds only (RCQ_DEBUG_CHECKS): it would cost the hot path.
+    RCQ_ALWAYS_INLINE void live() const noexcept {
+        RCQ_DEBUG_CHECK(qp_, "post on an empty rcq::qp handle: it was moved from (a transition "
+                             "such as std::move(q).to_rts(...) consumes it); post on the handle "
+                             "the transition returned");
+    }
     using raw_handle = detail::handle<ibv_qp, &ibv_destroy_qp>;
 
     explicit qp(ibv_qp* raw) noexcept : qp_(raw) {}
@@ -273,16 +316,19 @@ private:
                         "the device's max_qp_wr and max_sge bound these; `ibv_devinfo -v` shows them");
     }
 
-    template <class... Args>
     static void consume_rule() {
-        static_assert(detail::dependent_false<qp(Args...)>,
-                      "rcq: a QP transition consumes its handle; call it on an rvalue: "
-                      "auto next = std::move(q).to_xxx(...)");
+        static_assert(detail::dependent_false<State>,
+                      "rcq::qp: a transition consumes its handle (transition_needs_an_rvalue); "
+                      "call it on an rvalue and keep the result: auto next = std::move(q).to_xxx(...)");
     }
 
     void modify(ibv_qp_attr& attr, int mask, const std::string& step, const std::string& hint) {
+        if (!qp_)
+            throw_invalid("rcq::qp: " + step + " on an empty handle",
+                          "the handle was moved from (a transition consumes it): use the "
+                          "handle the transition returned");
         if (int rc = ibv_modify_qp(qp_.get(), &attr, mask); rc != 0)
-            throw_error("ibv_modify_qp(" + step + ", QPN " + std::to_string(qp_->qp_num) + ")",
+            throw_error("ibv_modify_qp(" + step + ", QPN 0x" + detail::hex(qp_->qp_num) + ")",
                         hint, rc);
     }
 

@@ -8,11 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 namespace rcq {
 
 /// A part of the peer's registered memory, checked against its region: the
-/// target of an RDMA WRITE or READ.
+/// target of an RDMA WRITE or READ, which may move at most `length` bytes
+/// (checked when the request is built).
 struct remote_slice {
     std::uint64_t addr = 0;
     std::uint32_t rkey = 0;
@@ -58,13 +60,19 @@ public:
         return {addr_ + offset, rkey_, length};
     }
 
-    /// The `index`-th word of type `T` (8 bytes: atomics act on 64-bit
-    /// words); throws when it is outside the region or not 8-byte aligned.
+    /// The `index`-th word of type `T` (an 8-byte integer: atomics act on
+    /// 64-bit integer words); throws when it is outside the region or not
+    /// 8-byte aligned.
     template <class T = std::uint64_t>
     remote_word word(std::uint64_t index) const {
-        static_assert(sizeof(T) == 8,
-                      "rcq::remote_region::word<T>: RDMA atomics act on 8-byte words; use "
+        static_assert(std::is_integral_v<T> && sizeof(T) == 8,
+                      "rcq::remote_region::word<T>: RDMA atomics act on 8-byte integer words; use "
                       "std::uint64_t or std::int64_t");
+        if (index >= length_ / 8)
+            throw_invalid("remote word " + std::to_string(index) + " is outside the peer's " +
+                              std::to_string(length_) + "-byte region (" +
+                              std::to_string(length_ / 8) + " words)",
+                          "keep the index below the region's length / 8", ERANGE);
         const remote_slice s = slice(index * 8, 8);
         if (s.addr % 8 != 0)
             throw_invalid("remote atomic word at 0x" + detail::hex(s.addr) + " is not 8-byte aligned",

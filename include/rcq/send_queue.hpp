@@ -2,6 +2,8 @@
 #pragma once
 
 #include <rcq/config.hpp>
+#include <rcq/detail/dependent_false.hpp>
+#include <rcq/detail/misuse.hpp>
 #include <rcq/error.hpp>
 #include <rcq/extended.hpp>
 #include <rcq/qp.hpp>
@@ -41,7 +43,11 @@ concept batch_must_fit_in_the_send_queue = N + Every - 1 <= Depth;
 /// `Api` chooses the post path at compile time: api::legacy (ibv_post_send)
 /// or api::extended (ibv_wr_*; the QP needs qp_caps::send_ops).
 ///
-/// Holds the QP by reference; not thread safe.
+/// Owns the QP it posts on, so that no other handle can move it to ERROR or
+/// destroy it behind the queue's back, and no second queue can count the
+/// same QP: build it with send_queue sq(std::move(q)); post receives with
+/// sq.post_recv(); take the QP back with std::move(sq).release() or move it
+/// to ERROR with std::move(sq).to_error(). Move-only; not thread safe.
 template <std::size_t Depth, std::size_t Every = 1, class Api = api::legacy>
 class send_queue {
     static_assert(Every >= 1 && Every <= Depth,
@@ -52,17 +58,47 @@ public:
     static constexpr std::size_t depth = Depth;
     static constexpr std::size_t every = Every;
 
-    explicit send_queue(qp<state::rts>& q)
-        : qp_(q.get()), qp_ex_(std::same_as<Api, api::extended> ? extended_view(q.get()) : nullptr) {
-        ibv_qp_attr attr{};
-        ibv_qp_init_attr init{};
-        if (int rc = ibv_query_qp(qp_, &attr, IBV_QP_CAP, &init); rc != 0)
-            throw_error("ibv_query_qp(IBV_QP_CAP)", {}, rc);
-        if (init.cap.max_send_wr < Depth)
-            throw_invalid("rcq::send_queue<" + std::to_string(Depth) + ">: the QP's send queue holds " +
-                              std::to_string(init.cap.max_send_wr) + " requests",
-                          "create the QP with qp_caps::max_send_wr >= " + std::to_string(Depth));
-        max_inline_ = init.cap.max_inline_data;
+    /// Takes the QP. Throws rcq::error, leaving `q` with the caller, when
+    /// its send queue is shorter than Depth, or when it signals every request
+    /// (qp_caps::signal_all) while Every > 1: each completion would then
+    /// retire one request, not Every, and the count would go wrong.
+    explicit send_queue(qp<state::rts>&& q)
+        : max_inline_(checked(q)),
+          qp_ex_(std::same_as<Api, api::extended> ? extended_view(q.get()) : nullptr),
+          qp_(std::move(q)) {}
+
+    /// The queue takes the QP: write send_queue sq(std::move(q)).
+    explicit send_queue(qp<state::rts>& q) : send_queue(lvalue_rule(q)) {}
+
+    /// Moving leaves `other` empty: posting on it is a misuse (caught with
+    /// RCQ_DEBUG_CHECKS on).
+    send_queue(send_queue&& other) noexcept
+        : max_inline_(other.max_inline_),
+          qp_ex_(std::exchange(other.qp_ex_, nullptr)),
+          qp_(std::move(other.qp_)),
+          outstanding_(std::exchange(other.outstanding_, 0)),
+          unsignaled_(std::exchange(other.unsignaled_, 0)) {}
+    send_queue& operator=(send_queue&&) = delete;
+
+    /// The QP, to read (qp_num(), get()); post receives with post_recv().
+    const qp<state::rts>& queue_pair() const noexcept { return qp_; }
+
+    /// Gives the QP back (requests still outstanding stay on it).
+    [[nodiscard]] qp<state::rts> release() && noexcept {
+        qp_ex_ = nullptr;
+        return std::move(qp_);
+    }
+
+    /// Moves the QP to ERROR (outstanding requests complete flushed) and
+    /// hands it over; the queue is left empty.
+    [[nodiscard]] qp<state::error> to_error() && {
+        qp_ex_ = nullptr;
+        return std::move(qp_).to_error();
+    }
+
+    /// Posts receives on the QP: exactly ibv_post_recv.
+    [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(ibv_recv_wr& wr) noexcept {
+        return qp_.post_recv(wr);
     }
 
     /// Posts one request, signaled if it is the Every-th since the last
@@ -89,7 +125,7 @@ public:
         ibv_send_wr* bad;
         if (int rc = submit(w, bad); rc != 0) [[unlikely]] {
             --unsignaled_;
-            return refused(bad, rc);
+            return refused(bad, rc); // one request: nothing was posted
         }
         ++outstanding_;
         if (signaled) unsignaled_ = 0;
@@ -97,8 +133,10 @@ public:
     }
 
     /// Posts a chain with one doorbell (two when it crosses a signaling
-    /// boundary; see the class comment). Returns as post(w) does; when the
-    /// second part is refused, the first was posted, as with ibv_post_send.
+    /// boundary; see the class comment). Returns as post(w) does. When the
+    /// provider refuses a request in the middle, the ones before it were
+    /// posted, as with ibv_post_send: they are counted as outstanding, and
+    /// the caller reposts from the first one not posted.
     template <std::size_t N>
         requires batch_must_fit_in_the_send_queue<N, Every, Depth>
     [[nodiscard]] int post(wr_chain<N>& chain) noexcept {
@@ -115,8 +153,14 @@ public:
             ibv_send_wr* bad;
             const int rc = submit(chain[start], bad);
             last.next = rest;
-            if (rc != 0) [[unlikely]]
+            if (rc != 0) [[unlikely]] {
+                // The requests before `bad` were posted, all unsignaled (only
+                // the part's last is signaled, and it is at or after `bad`).
+                const std::size_t posted = count_before(chain[start], bad);
+                outstanding_ += posted;
+                unsignaled_ += posted;
                 return refused(bad, rc);
+            }
             outstanding_ += n;
             unsignaled_ = signal ? 0 : unsignaled_ + n;
             start += n;
@@ -137,14 +181,53 @@ private:
     // nothing).
     RCQ_ALWAYS_INLINE int submit(ibv_send_wr& first, ibv_send_wr*& bad) noexcept {
         if constexpr (std::same_as<Api, api::extended>) {
+            RCQ_DEBUG_CHECK(qp_ex_ != nullptr,
+                            "post on an empty rcq::send_queue: it was moved from or gave its QP "
+                            "away (release(), to_error()); post on the queue that holds the QP");
             bad = &first;
             return detail::post_ex(qp_ex_, first);
         } else {
-            return ibv_post_send(qp_, &first, &bad);
+            return qp_.post_send(first, bad);
         }
     }
 
-    // The provider refused the post (nothing was counted yet): name an inline
+    static qp<state::rts>&& lvalue_rule(qp<state::rts>& q) noexcept {
+        static_assert(detail::dependent_false<Api>,
+                      "rcq::send_queue: send_queue_takes_the_qp: it owns the QP it counts for; "
+                      "write send_queue sq(std::move(q)) and get it back with "
+                      "std::move(sq).release()");
+        return std::move(q);
+    }
+
+    // The QP's max_inline_data, once its queue is known to fit Depth and its
+    // signaling to fit Every.
+    static std::uint32_t checked(const qp<state::rts>& q) {
+        ibv_qp_attr attr{};
+        ibv_qp_init_attr init{};
+        if (int rc = ibv_query_qp(q.get(), &attr, IBV_QP_CAP, &init); rc != 0)
+            throw_error("ibv_query_qp(IBV_QP_CAP)", {}, rc);
+        if (init.cap.max_send_wr < Depth)
+            throw_invalid("rcq::send_queue<" + std::to_string(Depth) + ">: the QP's send queue holds " +
+                              std::to_string(init.cap.max_send_wr) + " requests",
+                          "create the QP with qp_caps::max_send_wr >= " + std::to_string(Depth));
+        if (Every > 1 && init.sq_sig_all != 0)
+            throw_invalid("rcq::send_queue<" + std::to_string(Depth) + ", " + std::to_string(Every) +
+                              ">: the QP signals every request (qp_caps::signal_all), so one "
+                              "completion cannot retire " + std::to_string(Every),
+                          "use send_queue<Depth, 1> on it, or create the QP without signal_all");
+        return init.cap.max_inline_data;
+    }
+
+    // How many requests of the chain from `first` come before `bad` (all of
+    // them when `bad` is not in it).
+    [[gnu::noinline]] static std::size_t count_before(const ibv_send_wr& first,
+                                                      const ibv_send_wr* bad) noexcept {
+        std::size_t n = 0;
+        for (const ibv_send_wr* w = &first; w != nullptr && w != bad; w = w->next) ++n;
+        return n;
+    }
+
+    // The provider refused a request: name an inline
     // request longer than the QP takes as such.
     [[gnu::noinline]] int refused(const ibv_send_wr* bad, int rc) const noexcept {
         for (const ibv_send_wr* w = bad; w != nullptr; w = w->next) {
@@ -155,9 +238,9 @@ private:
         return rc;
     }
 
-    ibv_qp* qp_;
-    ibv_qp_ex* qp_ex_; // null with api::legacy
     std::uint32_t max_inline_ = 0;
+    ibv_qp_ex* qp_ex_; // null with api::legacy
+    qp<state::rts> qp_;
     std::size_t outstanding_ = 0; // posted and not yet retired
     std::size_t unsignaled_ = 0;  // posted since the last signaled request
 };

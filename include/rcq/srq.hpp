@@ -32,7 +32,10 @@ public:
     }
 
     ibv_srq* get() const noexcept { return srq_.get(); }
-    operator ibv_srq*() const noexcept { return srq_.get(); }
+    operator ibv_srq*() const& noexcept { return srq_.get(); }
+    /// Not from a temporary: the object would be destroyed at the end of the
+    /// statement, leaving the pointer dangling. Name the owner in a variable.
+    operator ibv_srq*() && = delete;
 
     /// Posts a chain of receives: exactly ibv_post_srq_recv. Only receive
     /// requests are accepted: a send request is a compile error.

@@ -1,6 +1,8 @@
 // rcq/state.hpp - the phantom states of a QP and the rules they encode.
 #pragma once
 
+#include <rcq/detail/dependent_false.hpp>
+
 #include <concepts>
 #include <type_traits>
 
@@ -44,6 +46,10 @@ template <class S>
 concept qp_must_be_in_init_rtr_or_rts_to_post_recv =
     std::same_as<S, state::init> || std::same_as<S, state::rtr> || std::same_as<S, state::rts>;
 
+/// A QP is created in RESET; the other states are reached by transitions.
+template <class S>
+concept qp_must_be_created_in_reset = std::same_as<S, state::reset>;
+
 template <class S>
 concept qp_must_be_in_reset_to_move_to_init = std::same_as<S, state::reset>;
 
@@ -52,10 +58,5 @@ concept qp_must_be_in_init_to_move_to_rtr = std::same_as<S, state::init>;
 
 template <class S>
 concept qp_must_be_in_rtr_to_move_to_rts = std::same_as<S, state::rtr>;
-
-namespace detail {
-template <class>
-inline constexpr bool dependent_false = false;
-} // namespace detail
 
 } // namespace rcq

@@ -44,8 +44,13 @@ inline void check_completion(const ibv_wc& wc, std::string_view what) {
     case IBV_WC_RNR_RETRY_EXC_ERR:
         hint = "the peer had no receive posted: post receives before the go-ahead";
         break;
+    case IBV_WC_LOC_PROT_ERR:
+        hint = "a scatter/gather element reaches outside its memory region (offset + length "
+               "past the registered buffer) or has the wrong lkey: keep it within the buffer";
+        break;
     case IBV_WC_REM_ACCESS_ERR:
-        hint = "the remote address or rkey is wrong, or the peer did not grant that access";
+        hint = "the remote range reaches outside the peer's registered memory (offset + length "
+               "past its region), the rkey is wrong, or the peer did not grant that access";
         break;
     case IBV_WC_LOC_LEN_ERR:
     case IBV_WC_LOC_QP_OP_ERR:

@@ -1,15 +1,18 @@
 // rcq/wr.hpp - work requests whose opcode is part of their type.
 #pragma once
 
+#include <rcq/error.hpp>
 #include <rcq/remote.hpp>
 
 #include <infiniband/verbs.h>
 #include <arpa/inet.h>
 
 #include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 
 namespace rcq {
 
@@ -21,11 +24,31 @@ ibv_sge local(const Region& region, std::size_t offset, std::uint32_t length) no
             region.lkey()};
 }
 
+namespace detail {
+/// An RDMA WRITE or READ longer than the remote slice it targets.
+[[noreturn, gnu::cold, gnu::noinline]] inline void remote_too_short(const char* op,
+                                                                    std::uint32_t local,
+                                                                    std::uint32_t remote) {
+    throw_invalid(std::string(op) + " of " + std::to_string(local) + " bytes into a remote slice of " +
+                      std::to_string(remote) + " bytes would reach past the slice",
+                  "take a slice as long as the local element: peer.slice(offset, sge.length)",
+                  ERANGE);
+}
+} // namespace detail
+
 /// A send-queue work request with the opcode `Op` fixed at compile time. It
 /// is an ibv_send_wr and nothing more (same size and layout), so it can go
 /// wherever verbs take one; only the constructors that make sense for `Op`
-/// exist. Signaled by default; the scatter/gather element it points to must
-/// live until the request is posted (inline sends) or completed (others).
+/// exist. Signaled by default.
+///
+/// Lifetimes, as verbs has them: the request and the scatter/gather element
+/// it points to are read by ibv_post_send (the provider copies what it needs
+/// into its queue), so they must live until the post returns and may be
+/// reused after. The memory the element describes is another matter: the
+/// device reads or writes it after the post, so it must stay allocated and
+/// registered, and unchanged for a send, until the request's completion (or
+/// a later signaled one's, when unsignaled) has been polled. Inline sends
+/// copy the data itself at post time, so their memory may be reused at once.
 template <ibv_wr_opcode Op>
 class send_wr : public ibv_send_wr {
 public:
@@ -43,18 +66,28 @@ public:
         imm_data = htonl(imm);
     }
 
-    /// RDMA WRITE or READ of `sge.length` bytes to or from `to`.
-    send_wr(const ibv_sge& sge, const remote_slice& to, std::uint64_t id) noexcept
+    /// RDMA WRITE or READ of `sge.length` bytes to or from `to`. Throws
+    /// rcq::error (ERANGE) when `sge` is longer than the slice: the request
+    /// would reach past what the peer advertised. Checked here, once, so
+    /// that posting costs nothing more; the request points at `sge`, so its
+    /// length must not grow after this.
+    send_wr(const ibv_sge& sge, const remote_slice& to, std::uint64_t id)
         requires(Op == IBV_WR_RDMA_WRITE || Op == IBV_WR_RDMA_READ)
         : ibv_send_wr(base(sge, id)) {
+        if (sge.length > to.length) [[unlikely]]
+            detail::remote_too_short(Op == IBV_WR_RDMA_WRITE ? "RDMA WRITE" : "RDMA READ",
+                                     sge.length, to.length);
         wr.rdma.remote_addr = to.addr;
         wr.rdma.rkey = to.rkey;
     }
 
     /// RDMA WRITE with immediate data: consumes one RECV at the peer.
-    send_wr(const ibv_sge& sge, const remote_slice& to, std::uint64_t id, std::uint32_t imm) noexcept
+    /// Checked against the slice as an RDMA WRITE is.
+    send_wr(const ibv_sge& sge, const remote_slice& to, std::uint64_t id, std::uint32_t imm)
         requires(Op == IBV_WR_RDMA_WRITE_WITH_IMM)
         : ibv_send_wr(base(sge, id)) {
+        if (sge.length > to.length) [[unlikely]]
+            detail::remote_too_short("RDMA WRITE with immediate", sge.length, to.length);
         wr.rdma.remote_addr = to.addr;
         wr.rdma.rkey = to.rkey;
         imm_data = htonl(imm);
@@ -95,8 +128,9 @@ public:
         send_flags = on ? (send_flags | IBV_SEND_SIGNALED) : (send_flags & ~unsigned(IBV_SEND_SIGNALED));
         return *this;
     }
-    /// The data is copied at post time, so the buffer may be reused at once
-    /// and need not be registered; at most the QP's max_inline_data bytes.
+    /// The data is copied at post time, so the buffer may be reused once the
+    /// post returns and need not be registered; at most the QP's
+    /// max_inline_data bytes. Not for READs or atomics, which bring data back.
     send_wr& inlined() noexcept
         requires(Op == IBV_WR_SEND || Op == IBV_WR_SEND_WITH_IMM || Op == IBV_WR_RDMA_WRITE ||
                  Op == IBV_WR_RDMA_WRITE_WITH_IMM)

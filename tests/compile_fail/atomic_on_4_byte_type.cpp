@@ -1,4 +1,4 @@
-// expect-error: RDMA atomics act on 8-byte words
+// expect-error: RDMA atomics act on 8-byte integer words
 #include <rcq/remote.hpp>
 
 #include <cstdint>

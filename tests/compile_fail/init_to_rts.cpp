@@ -1,4 +1,5 @@
-// expect-error: qp_must_be_in_rtr_to_move_to_rts.*rcq::state::init
+// expect-error: qp_must_be_in_rtr_to_move_to_rts
+// first-error: static assertion failed: rcq::qp::to_rts: qp_must_be_in_rtr_to_move_to_rts: .*call to_rtr
 #include <rcq/qp.hpp>
 
 #include <utility>

@@ -1,4 +1,5 @@
-// expect-error: qp_must_be_in_init_to_move_to_rtr.*rcq::state::reset
+// expect-error: qp_must_be_in_init_to_move_to_rtr
+// first-error: static assertion failed: rcq::qp::to_rtr: qp_must_be_in_init_to_move_to_rtr: .*call to_init
 #include <rcq/qp.hpp>
 
 #include <utility>

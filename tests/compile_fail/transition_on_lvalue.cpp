@@ -1,4 +1,5 @@
-// expect-error: a QP transition consumes its handle; call it on an rvalue
+// expect-error: transition_needs_an_rvalue
+// first-error: static assertion failed: rcq::qp: a transition consumes its handle \(transition_needs_an_rvalue\); call it on an rvalue
 #include <rcq/qp.hpp>
 
 #include <utility>

@@ -71,7 +71,7 @@ struct extended_pair {
 
 TEST(Extended, SendWithImmediateAndTheExtendedCompletion) {
     extended_pair p;
-    rcq::send_queue<64, 1, rcq::api::extended> sq(*p.a);
+    rcq::send_queue<64, 1, rcq::api::extended> sq(std::move(*p.a));
     fill(std::span(p.mem_a).first(700), 11);
     const ibv_sge from = rcq::local(p.mr_a, 0, 700);
     rcq::send_imm_op w(from, 5, 0xABCD);
@@ -92,7 +92,7 @@ TEST(Extended, SendWithImmediateAndTheExtendedCompletion) {
 
 TEST(Extended, ChainedWritesThenReadAndAtomics) {
     extended_pair p;
-    rcq::send_queue<64, 8, rcq::api::extended> sq(*p.a);
+    rcq::send_queue<64, 8, rcq::api::extended> sq(std::move(*p.a));
     const rcq::remote_region peer = p.b_memory();
     fill(std::span(p.mem_a).first(8 * 512), 12);
     std::array<ibv_sge, 8> sges;
@@ -138,7 +138,7 @@ TEST(Extended, ALegacyQpIsRefusedClearly) {
     rdma_test::qp_pair p;
     p.connect();
     try {
-        rcq::send_queue<16, 1, rcq::api::extended> sq(*p.a);
+        rcq::send_queue<16, 1, rcq::api::extended> sq(std::move(*p.a));
         FAIL() << "a QP without send_ops was accepted";
     } catch (const rcq::error& e) {
         EXPECT_NE(std::string(e.what()).find("qp_caps::send_ops"), std::string::npos) << e.what();

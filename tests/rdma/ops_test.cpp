@@ -146,7 +146,7 @@ TEST(Ops, InlineSendAndItsLimit) {
         rcq::recv_wr r(into, 1);
         ASSERT_EQ(b.post_recv(r), 0);
     });
-    rcq::send_queue<64, 1> sq(*p.a);
+    rcq::send_queue<64, 1> sq(std::move(*p.a));
     ASSERT_GE(sq.max_inline(), 64u);
     // Inline: the data is copied at post time, so the source may change at once.
     std::vector<std::byte> scratch(64);
@@ -173,7 +173,7 @@ TEST(Ops, ChainOfSixteenWritesWithOneDoorbellAndSelectiveSignaling) {
     p.connect();
     const rcq::remote_region peer = p.b_memory();
     fill(at(p.a_side, 0, 16 * 1024), 5);
-    rcq::send_queue<64, 16> sq(*p.a);
+    rcq::send_queue<64, 16> sq(std::move(*p.a));
     std::array<ibv_sge, 16> sges;
     rcq::wr_chain<16> chain;
     for (std::size_t i = 0; i < 16; ++i) {
@@ -206,7 +206,7 @@ TEST(Ops, SelectiveSignalingNeverOverflowsTheQueue) {
             ASSERT_EQ(b.post_recv(r), 0);
         }
     });
-    rcq::send_queue<8, 4> sq(*p.a);
+    rcq::send_queue<8, 4> sq(std::move(*p.a));
     const ibv_sge from = rcq::local(p.a_side.region, 0, 8);
     int posted = 0, refused = 0;
     while (posted < 100) {

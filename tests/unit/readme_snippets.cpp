@@ -13,7 +13,7 @@ void readme_state_machine(const rcq::rtr_attrs& peer, std::uint32_t my_psn, ibv_
     (void)ready.post_send(wr);                   // only qp<state::rts> has post_send
 }
 
-void readme_operations(rcq::qp<rcq::state::rts>& q, const rcq::remote_region& peer, ibv_sge& sge,
+void readme_operations(rcq::qp<rcq::state::rts>& q, rcq::qp<rcq::state::rts>& qx, const rcq::remote_region& peer, ibv_sge& sge,
                        ibv_sge& sge8, rcq::context& ctx, rcq::pd& pd, std::uint64_t id,
                        std::uint32_t imm, std::uint64_t offset, std::uint32_t len, std::uint64_t i,
                        std::uint64_t compare, std::uint64_t swap, std::uint64_t add, int n) {
@@ -24,7 +24,7 @@ void readme_operations(rcq::qp<rcq::state::rts>& q, const rcq::remote_region& pe
     { rcq::read_op w(sge, peer.slice(offset, len), id); }
     { rcq::compare_swap_op w(sge8, peer.word(i), id, compare, swap); }
     { rcq::fetch_add_op w(sge8, peer.word(i), id, add); }
-    rcq::send_queue<64, 16> sq(q);
+    rcq::send_queue<64, 16> sq(std::move(q));
     { rcq::send_op w(sge, id); w.inlined(); (void)sq.post(w); }
     { rcq::send_op w(sge, id); rcq::wr_chain<16> c; c.set(0, w); (void)sq.post(c); }
     { rcq::send_op w(sge, id); (void)sq.post(w); sq.retire(); }
@@ -37,7 +37,7 @@ void readme_operations(rcq::qp<rcq::state::rts>& q, const rcq::remote_region& pe
     { rcq::send_cq s(ctx, n); rcq::recv_cq r(ctx, n); rcq::qp<rcq::state::reset> q2(pd, s, r); }
     {
         rcq::qp_caps caps;
-        caps.send_ops = rcq::all_rc_send_ops; rcq::send_queue<64, 16, rcq::api::extended> sqx(q);
+        caps.send_ops = rcq::all_rc_send_ops; rcq::send_queue<64, 16, rcq::api::extended> sqx(std::move(qx));
         rcq::cq_ex c(ctx, n);
     }
 }
