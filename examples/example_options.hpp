@@ -174,6 +174,28 @@ inline std::string_view greeting_of(std::span<const std::byte> msg, std::string_
     return {reinterpret_cast<const char*>(msg.data()), std::min(msg.size(), greeting.size())};
 }
 
+/// The number after `prefix` in a message from the peer, e.g. "done 4096".
+/// Nothing a peer sends is trusted, least of all a length we index our own
+/// memory with: anything but a plain decimal number of at most `limit` is
+/// refused with rcq::error.
+inline std::size_t length_from_peer(std::string_view said, std::string_view prefix,
+                                    std::size_t limit) {
+    if (said.substr(0, prefix.size()) != prefix)
+        rcq::throw_invalid("the peer said \"" + std::string(said.substr(0, 40)) + "\", expected \"" +
+                           std::string(prefix) + "<length>\"", {}, EPROTO);
+    const std::string_view digits = said.substr(prefix.size());
+    std::size_t length = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), length);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || digits.empty())
+        rcq::throw_invalid("the peer's length \"" + std::string(digits.substr(0, 40)) +
+                               "\" is not a decimal number", {}, EPROTO);
+    if (length > limit)
+        rcq::throw_invalid("the peer's length " + std::to_string(length) + " is more than the " +
+                               std::to_string(limit) + " bytes it may have written",
+                           "a peer cannot make us read past our own buffer", ERANGE);
+    return length;
+}
+
 inline rcq::connection_options connection_options(const options& o) {
     rcq::connection_options c;
     c.device = o.device;
