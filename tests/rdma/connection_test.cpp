@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstring>
 #include <future>
 #include <string>
@@ -83,6 +84,19 @@ TEST(Connection, APeerThatNeverSendsGivesATimeoutError) {
     opts.completion_timeout = std::chrono::milliseconds(300);
     rcq::connection<> conn(rcq::handshake::tcp::client(loopback_host(), port, std::chrono::seconds(20)),
                            opts);
+    // Nothing posted yet: the timeout says so instead of blaming the peer.
+    try {
+        conn.wait("nothing at all");
+        FAIL() << "wait() returned without a completion";
+    } catch (const rcq::error& e) {
+        EXPECT_EQ(e.code(), std::errc::timed_out);
+        EXPECT_THAT(e.what(), testing::HasSubstr("within 300 ms: nothing was outstanding"));
+    }
+    // Offsets and lengths outside buffer() are refused before posting.
+    const std::size_t size = conn.buffer().size();
+    EXPECT_EQ(conn.post_send(size - 8, 64, 9), ERANGE);
+    EXPECT_EQ(conn.post_recv(size + 1, 0, 9), ERANGE);
+    EXPECT_EQ(conn.post_recv(std::size_t(-1), 64, 9), ERANGE);
     ASSERT_EQ(conn.post_recv(0, 64, 1), 0);
     conn.ready();
     try {
@@ -91,9 +105,28 @@ TEST(Connection, APeerThatNeverSendsGivesATimeoutError) {
     } catch (const rcq::error& e) {
         EXPECT_EQ(e.code(), std::errc::timed_out);
         EXPECT_THAT(e.what(), testing::HasSubstr("no completion for a message that never comes within 300 ms"));
+        EXPECT_THAT(e.what(), testing::HasSubstr("did it post a matching receive"));
     }
     conn.ready();
     server.get();
+}
+
+TEST(Connection, ABarrierThePeerNeverJoinsSaysItMayNotHaveCalledReady) {
+    auto listening = rcq::handshake::tcp::server(0, std::chrono::seconds(20));
+    const std::uint16_t port = listening.port();
+    auto server = std::async(std::launch::async, [&] {
+        // Connects, then leaves without ever calling ready().
+        rcq::connection<> conn(std::move(listening), options());
+    });
+    rcq::connection<> conn(rcq::handshake::tcp::client(loopback_host(), port, std::chrono::seconds(20)),
+                           options());
+    server.get();
+    try {
+        conn.ready();
+        FAIL() << "ready() returned although the peer never called it";
+    } catch (const rcq::error& e) {
+        EXPECT_THAT(e.what(), testing::HasSubstr("the peer may never have called ready()"));
+    }
 }
 
 } // namespace

@@ -134,6 +134,23 @@ TEST(Extended, ChainedWritesThenReadAndAtomics) {
     EXPECT_EQ(word, 99u);
 }
 
+TEST(Extended, PollingIntoAnEmptySpanTakesNothing) {
+    extended_pair p;
+    const ibv_sge from = rcq::local(p.mr_a, 0, 64);
+    rcq::send_op w(from, 77);
+    ASSERT_EQ(p.a->post_send(w), 0);
+    ASSERT_EQ(extended_pair::next(p.cq_b).status, IBV_WC_SUCCESS); // the RECV: the SEND is done
+    ibv_wc sentinel{};
+    sentinel.wr_id = 0x5e;
+    // An empty span that points at the sentinel: nothing may be written there
+    // nor taken from the CQ, however long we poll (long enough for the
+    // SEND's completion to be there).
+    const auto until = rcq::deadline::after(std::chrono::milliseconds(500));
+    while (!until.expired()) ASSERT_EQ(p.cq_a.poll(std::span<ibv_wc>(&sentinel, 0)), 0);
+    EXPECT_EQ(sentinel.wr_id, 0x5eu);
+    EXPECT_EQ(extended_pair::next(p.cq_a).wr_id, 77u); // still in the CQ
+}
+
 TEST(Extended, ALegacyQpIsRefusedClearly) {
     rdma_test::qp_pair p;
     p.connect();
