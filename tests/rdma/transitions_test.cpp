@@ -49,7 +49,8 @@ TEST(Transitions, EachStepReachesTheStateTheTypeNames) {
     EXPECT_EQ(driver_state(fresh.get()), IBV_QPS_RESET);
     auto a = std::move(fresh).to_init();
     EXPECT_EQ(driver_state(a.get()), IBV_QPS_INIT);
-    auto b = std::move(a).to_rtr(towards(r, a.qp_num(), 0x1234));
+    const std::uint32_t own_qpn = a.qp_num();
+    auto b = std::move(a).to_rtr(towards(r, own_qpn, 0x1234));
     EXPECT_EQ(driver_state(b.get()), IBV_QPS_RTR);
     auto c = std::move(b).to_rts({.sq_psn = 0x1234});
     EXPECT_EQ(driver_state(c.get()), IBV_QPS_RTS);

@@ -195,6 +195,7 @@ TEST(EnvHandshake, OptionsDescribeAndUseAfterMove) {
     EXPECT_EQ(plain.settings().timeout, 30s);
     EXPECT_EQ(plain.describe(), "env handshake: peer endpoint from $RCQ_PEER_ENDPOINT, else from fd 0; ours to fd 1");
     env moved = std::move(plain);
+    // NOLINTNEXTLINE(bugprone-use-after-move): the use after move under test
     EXPECT_THAT(error_of([&] { plain.barrier(); }, EINVAL),
                 HasSubstr("env handshake: barrier() on a moved-from object"));
     EXPECT_THAT(error_of([] { env({.variable = "A=B"}); }, EINVAL),
