@@ -83,6 +83,12 @@ struct rts_attrs {
 /// Move-only, exactly the size of an `ibv_qp*`; destroys the QP on
 /// destruction. A transition that fails throws rcq::error and leaves the QP
 /// with the handle it was called on, which destroys it.
+///
+/// A handle that was moved from (by a transition, or std::move) is empty.
+/// C++ cannot forbid using it: a transition on it throws rcq::error; a post
+/// on it stops the program with a message when RCQ_DEBUG_CHECKS is on (debug
+/// builds) and is undefined otherwise; clang-tidy's bugprone-use-after-move
+/// finds such uses in source.
 /// Thread safety: as verbs; posting from several threads on one QP needs the
 /// caller's own lock.
 template <class State>

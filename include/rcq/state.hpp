@@ -33,8 +33,10 @@ concept qp_state = std::same_as<S, state::reset> || std::same_as<S, state::init>
                    std::same_as<S, state::rtr> || std::same_as<S, state::rts> ||
                    std::same_as<S, state::error>;
 
-// The rules below are the requires-clauses of qp's members. Their names are
-// what the compiler prints when a rule is broken, so each reads as the fix.
+// The rules below guard qp's members: requires-clauses of the posts, and
+// static_asserts of the constructors and transitions (so that the first error
+// line names them). Their names are what the compiler prints when a rule is
+// broken, so each reads as the fix.
 
 /// Sends are only valid once the QP is Ready To Send.
 template <class S>

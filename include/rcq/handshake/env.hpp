@@ -5,6 +5,7 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/budget.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -190,15 +191,9 @@ public:
     const options& settings() const noexcept { return opts_; }
 
 private:
-    std::string budget_text() const {
-        auto ms = opts_.timeout.count();
-        return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
-    }
+    std::string budget_text() const { return detail::budget_text(opts_.timeout); }
 
-    const deadline& budget() {
-        if (!deadline_) deadline_ = deadline::after(opts_.timeout);
-        return *deadline_;
-    }
+    const deadline& budget() { return detail::budget(deadline_, opts_.timeout); }
 
     void check_usable(const char* call) const {
         if (moved_from_) throw_invalid("env handshake: " + std::string(call) + " on a moved-from object");

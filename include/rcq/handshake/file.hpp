@@ -4,6 +4,7 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/budget.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -282,15 +283,9 @@ private:
 
     std::string role() const { return "file handshake as " + opts_.self; }
 
-    std::string budget_text() const {
-        auto ms = opts_.timeout.count();
-        return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
-    }
+    std::string budget_text() const { return detail::budget_text(opts_.timeout); }
 
-    const deadline& budget() {
-        if (!deadline_) deadline_ = deadline::after(opts_.timeout);
-        return *deadline_;
-    }
+    const deadline& budget() { return detail::budget(deadline_, opts_.timeout); }
 
     void require(phase wanted, const char* call, const char* hint) const {
         if (phase_ == wanted) return;

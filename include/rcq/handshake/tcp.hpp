@@ -4,6 +4,7 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/budget.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -177,10 +178,7 @@ private:
     }
 
     // "30 s" or "500 ms", for messages.
-    std::string budget_text() const {
-        auto ms = timeout_.count();
-        return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
-    }
+    std::string budget_text() const { return detail::budget_text(timeout_); }
 
     static std::string host_port(const std::string& host, std::uint16_t port) {
         bool v6 = host.find(':') != std::string::npos;
@@ -192,10 +190,7 @@ private:
         return role() + ": " + action + " " + peer_ + " (budget " + budget_text() + ")";
     }
 
-    const deadline& budget() {
-        if (!deadline_) deadline_ = deadline::after(timeout_);
-        return *deadline_;
-    }
+    const deadline& budget() { return detail::budget(deadline_, timeout_); }
 
     addrinfo_list resolve(const char* host, int flags, int& gai_error) const {
         addrinfo hints{};
