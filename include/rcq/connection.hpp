@@ -18,6 +18,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -149,12 +150,65 @@ public:
         return qp_.post_recv(wr);
     }
 
-    /// Waits for the next completion, at most completion_timeout. Throws
-    /// rcq::error on timeout, on a polling failure, and for a completion
-    /// whose status is not success (with its status text and WR id).
+    /// How many completions wait_recv() and wait_for() can set aside for
+    /// later waits while looking for the one they want.
+    static constexpr std::size_t stash_capacity = 32;
+
+    /// Waits for the next completion, at most completion_timeout: the oldest
+    /// one set aside by wait_recv()/wait_for(), if any, else the CQ's next.
+    /// Throws rcq::error on timeout, on a polling failure, and for a
+    /// completion whose status is not success (with its status text and WR
+    /// id). `what` names the wait in those errors.
     ibv_wc wait(std::string_view what = "a completion") {
+        if (stashed_ != 0) return take(0);
+        return poll_one(what, deadline::after(timeout_));
+    }
+
+    /// Waits for the next receive completion (RECV, or RECV_RDMA_WITH_IMM),
+    /// at most completion_timeout. Send-side completions met on the way are
+    /// set aside, in order, for later waits; nothing is lost. Errors as for
+    /// wait(), plus ENOBUFS when stash_capacity completions are already set
+    /// aside (checked before polling, so the CQ keeps the rest): claim them
+    /// with wait() first.
+    ibv_wc wait_recv(std::string_view what = "a receive") {
+        return wait_until([](const ibv_wc& wc) { return (wc.opcode & IBV_WC_RECV) != 0; }, what);
+    }
+
+    /// Waits for the completion of the work request posted with `wr_id`, at
+    /// most completion_timeout; other completions met on the way are set
+    /// aside for later waits, as in wait_recv(). A failed completion of
+    /// another work request is thrown at once: after it the QP is in ERROR
+    /// and the one waited for can only be flushed. A work request posted
+    /// unsignaled has no completion to wait for.
+    ibv_wc wait_for(std::uint64_t wr_id, std::string_view what = "a work request") {
+        return wait_until([wr_id](const ibv_wc& wc) { return wc.wr_id == wr_id; }, what);
+    }
+
+    /// How many completions are set aside for later waits.
+    std::size_t stashed() const noexcept { return stashed_; }
+
+    /// The poll policy, e.g. to reach a custom poller's state.
+    poll_type& poll_policy() noexcept { return poll_; }
+    /// The poll policy (read-only).
+    const poll_type& poll_policy() const noexcept { return poll_; }
+
+private:
+    void say(const std::string& line) const {
+        if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
+    }
+
+    // The narration names what actually completed, whatever the wait was for.
+    void narrate_completion(const ibv_wc& wc) const {
+        if (out_ == nullptr) return;
+        std::string line = std::string("completion: ") + to_string(wc.opcode) + ", wr_id " +
+                           std::to_string(wc.wr_id);
+        if ((wc.opcode & IBV_WC_RECV) != 0) line += ", " + std::to_string(wc.byte_len) + " bytes";
+        say(line);
+    }
+
+    ibv_wc poll_one(std::string_view what, const deadline& until) {
         ibv_wc wc{};
-        const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), deadline::after(timeout_));
+        const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), until);
         if (n < 0)
             throw_error("polling the CQ while waiting for " + std::string(what), {}, -n);
         if (n == 0)
@@ -163,12 +217,35 @@ public:
                         "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
         check_completion(wc, what);
+        narrate_completion(wc);
         return wc;
     }
 
-private:
-    void say(const std::string& line) const {
-        if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
+    // Removes and returns the stashed completion at `i`, keeping the order.
+    ibv_wc take(std::size_t i) noexcept {
+        const ibv_wc wc = stash_[i];
+        for (std::size_t j = i + 1; j < stashed_; ++j) stash_[j - 1] = stash_[j];
+        --stashed_;
+        return wc;
+    }
+
+    template <class Wanted>
+    ibv_wc wait_until(Wanted wanted, std::string_view what) {
+        for (std::size_t i = 0; i < stashed_; ++i)
+            if (wanted(stash_[i])) return take(i);
+        const deadline until = deadline::after(timeout_);
+        for (;;) {
+            if (stashed_ == stash_.size())
+                throw_error("waiting for " + std::string(what) + ": " +
+                                std::to_string(stash_.size()) +
+                                " completions are already set aside, unclaimed",
+                            "claim them with wait() (oldest first) before waiting for a "
+                            "particular one",
+                            ENOBUFS);
+            const ibv_wc wc = poll_one(what, until);
+            if (wanted(wc)) return wc;
+            stash_[stashed_++] = wc;
+        }
     }
 
     static ibv_pd* borrowed_pd(const buffer_config& cfg) {
@@ -295,6 +372,8 @@ private:
     endpoint local_{};
     endpoint remote_{};
     qp<state::rts> qp_;
+    std::array<ibv_wc, stash_capacity> stash_{}; // completions set aside, oldest first
+    std::size_t stashed_ = 0;
 };
 
 } // namespace rcq
