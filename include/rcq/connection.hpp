@@ -80,6 +80,11 @@ std::string describe_policy(const P& p) {
 ///     if (conn.post_recv(0, 64) != 0) ...   // receives go first,
 ///     conn.ready();                         // then the go-ahead, then sends.
 ///
+/// Sends and receives complete on one CQ. wait() returns whichever completion
+/// comes next; wait_recv() waits for the next receive and wait_for(wr_id)
+/// for one work request, setting the others aside (up to stash_capacity, no
+/// allocation) for later waits, which see them in the order they completed.
+///
 /// Neither copyable nor movable (the QP refers to the CQ and the buffer by
 /// address): hold it where it is made, or in a unique_ptr. Not thread safe.
 /// Every blocking step is bounded: the handshake by its own timeout, wait()

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <future>
 #include <sstream>
 #include <string>
@@ -156,6 +157,28 @@ TEST(Waiting, TheNarrationNamesWhatCompleted) {
     conn.wait("anything");
     EXPECT_THAT(log.str(), testing::HasSubstr("[rcq] completion: SEND, wr_id 42\n"));
     conn.ready();
+    server.get();
+}
+
+TEST(Waiting, APeerThatNeverCallsReadyIsATimeoutNotAHang) {
+    auto listening = rcq::handshake::tcp::server(0, std::chrono::seconds(30));
+    const std::uint16_t port = listening.port();
+    std::promise<void> client_done;
+    auto server = std::async(std::launch::async, [&] {
+        rcq::connection<> conn(std::move(listening), options());
+        // Never calls ready(); stays connected until the client gave up.
+        client_done.get_future().wait();
+    });
+    rcq::connection<> conn(rcq::handshake::tcp::client(loopback_host(), port, std::chrono::seconds(3)),
+                           options());
+    try {
+        conn.ready();
+        FAIL() << "ready() returned although the peer never called it";
+    } catch (const rcq::error& e) {
+        EXPECT_EQ(e.code(), std::errc::timed_out) << e.what();
+        std::printf("the error: %s\n", e.what()); // the README's troubleshooting table quotes it
+    }
+    client_done.set_value();
     server.get();
 }
 
