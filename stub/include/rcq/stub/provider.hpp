@@ -1,28 +1,38 @@
-// bench/stub_provider.hpp - a verbs "device" that lives in memory, for
-// measuring the cost of posting and polling without any hardware.
+// rcq/stub/provider.hpp - a counting stub provider, for measuring what
+// posting and polling cost without any RDMA hardware.
 //
-// libibverbs inlines the data path: ibv_post_send(qp, ...) is one indirect
-// call through qp->context->ops.post_send, and ibv_poll_cq, ibv_post_recv,
+// What it is: a verbs "device" that lives in memory. libibverbs inlines the
+// data path: ibv_post_send(qp, ...) is one indirect call through
+// qp->context->ops.post_send, and ibv_poll_cq, ibv_post_recv,
 // ibv_post_srq_recv and ibv_req_notify_cq are the same. So a real
 // ibv_context whose ops table points at our own functions, plus a QP, CQ and
 // SRQ that refer to it, is all it takes for the very code an application
-// compiles (raw verbs or rcq) to land here. Our functions count what they are
-// given and fingerprint the work requests, so two programs can be shown to
-// have handed the provider exactly the same work.
+// compiles (raw verbs or rcq) to land here. Those functions count what they
+// are given and fingerprint the work requests, so two programs can be shown
+// to have handed the provider the same work. It serves instruction counts
+// (callgrind) and micro-benchmarks (Google Benchmark) of the inlined hot path.
+//
+// What it is not: an RDMA device. Nothing is sent, nothing is received, no
+// memory is registered (the keys are made up), no QP changes state; a poll
+// returns made-up successful completions (completions_per_poll). A program
+// that works on the stub proves nothing about RDMA; test that on a device
+// (tests/softroce runs rxe0 in a VM).
 //
 // The control path is a different matter: verbs such as ibv_query_qp reach
 // the provider through a table private to libibverbs, which a context made
 // in memory does not have. The few of them rcq calls on the objects used here
 // (ibv_query_qp from rcq::send_queue, ibv_create/destroy_comp_channel from
-// rcq::poll::blocking) are therefore interposed by stub_provider.cpp: for a
-// stub object they answer themselves, for anything else they hand over to
-// libibverbs. ibv_destroy_qp/cq/srq on a stub object abort with a message,
-// since the stub, not the caller, owns those objects; see rts_qp and
-// adopted_cq below for wrapping them in rcq's owners safely.
+// rcq::poll::blocking) are therefore interposed by the stub's source file:
+// for a stub object they answer themselves, for anything else they hand over
+// to libibverbs. ibv_destroy_qp/cq/srq on a stub object abort with a
+// message, since the stub, not the caller, owns those objects; see rts_qp
+// and adopted_cq below for wrapping them in rcq's owners safely.
 //
-// Link stub_provider.cpp into the program (it must be part of the
-// executable, not of a shared library, for the interposition to apply).
-// Not thread safe: one thread per provider.
+// Use: link the CMake target rcq::stub (find_package(rcq), or rcq as a
+// subdirectory). It compiles the stub's source file into the program, which
+// is where it must be: the interposed verbs only take effect from the
+// executable, not from a shared library. Not thread safe: one thread per
+// provider.
 #pragma once
 
 #include <rcq/cq.hpp>
@@ -36,7 +46,7 @@
 #include <span>
 #include <utility>
 
-namespace rcq_stub {
+namespace rcq::stub {
 
 /// What the provider has been handed since the last reset. Two runs that did
 /// the same work compare equal, fingerprints included.
@@ -103,7 +113,7 @@ public:
     /// Whether `ctx` is a stub context (its ops are ours).
     static bool is_stub(const ibv_context* ctx) noexcept;
 
-    struct device; // the objects, defined in stub_provider.cpp
+    struct device; // the objects, defined in the stub's source file
 
 private:
     std::unique_ptr<device> dev_;
@@ -143,4 +153,4 @@ private:
     };
 };
 
-} // namespace rcq_stub
+} // namespace rcq::stub
