@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config libibverbs-dev ibverbs-providers rdma-core ibverbs-utils
-          libboost-dev googletest libgtest-dev libgmock-dev libbenchmark-dev valgrind)
+          libboost-dev googletest libgtest-dev libgmock-dev libbenchmark-dev valgrind doxygen)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -68,7 +68,13 @@ struct env_options {
 ///   B's rcq-go) and of A's output to B's input (A's rcq-go). Any other line a
 ///   program prints (narration on stdout) is not part of the protocol; a
 ///   launcher recognises the two kinds by their start ("rcq" and a digit, or
-///   exactly "rcq-go"). examples/launch_env.sh does all of this.
+///   exactly "rcq-go"). examples/launch_env.sh (installed as
+///   `rcq-launch-env`) does all of this.
+///
+/// Stdout belongs to the protocol: with the default out_fd, send narration
+/// elsewhere (e.g. connection_options::narrate = &std::clog, which is
+/// stderr). A launcher that reads lines in order, rather than picking out the
+/// protocol's, would otherwise take a narration line for the endpoint.
 ///
 /// A writes before it reads, so the launcher can read A's line without
 /// feeding it anything; both sides write their go-ahead before reading the
