@@ -33,11 +33,11 @@ namespace rcq {
 
 /// Run-time settings of a connection; every field has a working default.
 struct connection_options {
-    std::string device;           // empty: the first device
-    std::uint8_t port = 1;        // ports count from 1
-    std::optional<int> gid_index; // empty: the port's RoCE v2 IPv4 GID
-    qp_caps caps{};
-    int cq_depth = 128;
+    std::string device; ///< The device to open; empty: the first device.
+    std::uint8_t port = 1; ///< The port; ports count from 1.
+    std::optional<int> gid_index; ///< The GID index; empty: the port's RoCE v2 IPv4 GID.
+    qp_caps caps{}; ///< The QP's queue sizes and options.
+    int cq_depth = 128; ///< Entries of the completion queue.
     /// IBV_ACCESS_REMOTE_* the peer gets on our buffer (on the QP and on the
     /// buffer's registration). None by default; when set, the buffer's
     /// address, rkey and length travel with our endpoint.
@@ -94,11 +94,17 @@ class connection {
     using bag = detail::policy_bag<poll::busy, buffer::owned<>, handshake::tcp, Policies...>;
 
 public:
+    /// The poll policy in use (rcq::poll::busy unless given).
     using poll_type = typename bag::poll;
+    /// The buffer policy in use (rcq::buffer::owned<4096> unless given).
     using buffer_type = typename bag::buffer;
+    /// The handshake policy in use (rcq::handshake::tcp unless given).
     using handshake_type = typename bag::handshake;
+    /// The buffer policy's settings.
     using buffer_config = typename buffer_type::config;
 
+    /// Does the whole set-up, narrating each step to `opts.narrate`; throws
+    /// rcq::error naming the step that failed.
     explicit connection(handshake_type handshake, const connection_options& opts = {},
                         const buffer_config& buffer_cfg = {})
         : out_(opts.narrate),
@@ -120,12 +126,19 @@ public:
 
     /// The registered buffer that post_send/post_recv offsets refer to.
     std::span<std::byte> buffer() const noexcept { return buffer_.bytes(); }
+    /// The buffer policy, e.g. for its registration.
     const buffer_type& buffer_policy() const noexcept { return buffer_; }
+    /// Our endpoint, as sent to the peer.
     const endpoint& local() const noexcept { return local_; }
+    /// The peer's endpoint, as received.
     const endpoint& remote() const noexcept { return remote_; }
+    /// The local GID in use.
     const gid_entry& gid() const noexcept { return gid_; }
+    /// The device context.
     ibv_context* device() const noexcept { return ctx_; }
+    /// The protection domain the buffer and QP belong to.
     ibv_pd* protection_domain() const noexcept { return pd_; }
+    /// The completion queue shared by sends and receives.
     const cq& completion_queue() const noexcept { return cq_; }
     /// The typed QP, for posting work requests of one's own.
     qp<state::rts>& queue_pair() noexcept { return qp_; }

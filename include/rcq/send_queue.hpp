@@ -49,9 +49,12 @@ class send_queue {
                   "(1 <= Every <= Depth), or the queue fills with sends nobody retires");
 
 public:
+    /// The send queue depth it assumes.
     static constexpr std::size_t depth = Depth;
+    /// One send in `every` is signaled.
     static constexpr std::size_t every = Every;
 
+    /// Takes the QP's limits (ibv_query_qp); throws rcq::error when they do not fit.
     explicit send_queue(qp<state::rts>& q)
         : qp_(q.get()), qp_ex_(std::same_as<Api, api::extended> ? extended_view(q.get()) : nullptr) {
         ibv_qp_attr attr{};
@@ -128,7 +131,9 @@ public:
     /// frees the slots of the signaled request and of the Every - 1 before it.
     RCQ_ALWAYS_INLINE void retire() noexcept { outstanding_ -= Every; }
 
+    /// Sends posted and not yet retired.
     std::size_t outstanding() const noexcept { return outstanding_; }
+    /// The QP's inline limit in bytes.
     std::uint32_t max_inline() const noexcept { return max_inline_; }
 
 private:

@@ -85,6 +85,7 @@ private:
 ///     rcq::connection<rcq::buffer::borrowed> conn(handshake, {}, {.memory = memory});
 class borrowed {
 public:
+    /// Marks this type as a buffer policy.
     using rcq_category = category::buffer;
 
     /// What to register.

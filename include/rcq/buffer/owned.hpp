@@ -60,6 +60,7 @@ class owned {
     static constexpr bool fixed = Bytes != run_time_size;
 
 public:
+    /// Marks this type as a buffer policy.
     using rcq_category = category::buffer;
 
     /// `{.huge_pages}` for a fixed size; `{.bytes, .huge_pages}` for
@@ -74,6 +75,7 @@ public:
           memory_(map(size_, cfg.huge_pages, note_)),
           mr_(domain, bytes(), IBV_ACCESS_LOCAL_WRITE | remote_access) {}
 
+    /// Takes over the memory and its registration.
     owned(owned&&) noexcept = default;
     owned& operator=(owned&&) = delete;
 

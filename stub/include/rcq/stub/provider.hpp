@@ -51,32 +51,49 @@ namespace rcq::stub {
 /// What the provider has been handed since the last reset. Two runs that did
 /// the same work compare equal, fingerprints included.
 struct tally {
+    /// Calls of post_send.
     std::uint64_t post_send_calls = 0;
+    /// Send work requests, over all calls.
     std::uint64_t send_wrs = 0;
+    /// Of them, signaled.
     std::uint64_t signaled_sends = 0;
+    /// Calls of post_recv.
     std::uint64_t post_recv_calls = 0;
+    /// Receive work requests on the QP.
     std::uint64_t recv_wrs = 0;
+    /// Receive work requests on the SRQ.
     std::uint64_t srq_recv_wrs = 0;
+    /// Calls of poll_cq.
     std::uint64_t poll_calls = 0;
+    /// Completions returned.
     std::uint64_t completions = 0;
+    /// Calls of req_notify_cq.
     std::uint64_t notify_calls = 0;
     /// A hash of every field of every work request that the provider would
     /// act on (id, opcode, flags, scatter/gather list, remote address, rkey).
     std::uint64_t fingerprint = 0;
 
+    /// Field-wise equality.
     friend bool operator==(const tally&, const tally&) = default;
 };
 
 /// A registered-looking memory region of the stub: real memory with made-up
 /// keys. It has bytes() and lkey(), so rcq::local() accepts it.
 struct region {
+    /// The memory's first byte.
     std::byte* data = nullptr;
+    /// Its length in bytes.
     std::size_t size = 0;
+    /// A made-up local key.
     std::uint32_t lkey_value = 0;
+    /// A made-up remote key.
     std::uint32_t rkey_value = 0;
 
+    /// The memory.
     std::span<std::byte> bytes() const noexcept { return {data, size}; }
+    /// The made-up local key.
     std::uint32_t lkey() const noexcept { return lkey_value; }
+    /// The made-up remote key.
     std::uint32_t rkey() const noexcept { return rkey_value; }
 };
 
@@ -87,8 +104,11 @@ class provider {
 public:
     /// What ibv_query_qp reports for the stub QP.
     static constexpr std::uint32_t max_send_wr = 256;
+    /// What ibv_query_qp reports as the receive queue depth.
     static constexpr std::uint32_t max_recv_wr = 256;
+    /// What ibv_query_qp reports as the inline limit.
     static constexpr std::uint32_t max_inline_data = 64;
+    /// The size of memory().
     static constexpr std::size_t memory_size = 64 * 1024;
 
     provider();
@@ -96,18 +116,26 @@ public:
     provider(const provider&) = delete;
     provider& operator=(const provider&) = delete;
 
+    /// The stub context.
     ibv_context* context() const noexcept;
+    /// The stub PD.
     ibv_pd* pd() const noexcept;
+    /// The stub CQ.
     ibv_cq* cq() const noexcept;
+    /// The stub QP, in RTS as far as anyone asks.
     ibv_qp* qp() const noexcept;
+    /// The stub SRQ.
     ibv_srq* srq() const noexcept;
+    /// The stub's memory with made-up keys.
     region memory() const noexcept;
 
     /// How many completions each poll_cq call returns (at most what the
     /// caller asked for); 1 at first. 0 makes every poll find the CQ empty.
     void completions_per_poll(int n) noexcept;
 
+    /// What the provider was handed since the last reset.
     const tally& counts() const noexcept;
+    /// Zeroes the counts.
     void reset_counts() noexcept;
 
     /// Whether `ctx` is a stub context (its ops are ours).
@@ -123,12 +151,14 @@ private:
 /// destroying it (rcq's destructor would call ibv_destroy_qp on it).
 class rts_qp {
 public:
+    /// Wraps the stub QP of `p`.
     explicit rts_qp(const provider& p) noexcept
         : qp_(rcq::qp<rcq::state::rts>::adopt_unchecked(p.qp())) {}
     ~rts_qp() { (void)std::move(qp_).release(); }
     rts_qp(const rts_qp&) = delete;
     rts_qp& operator=(const rts_qp&) = delete;
 
+    /// The typed QP.
     rcq::qp<rcq::state::rts>& get() noexcept { return qp_; }
 
 private:
@@ -140,11 +170,13 @@ private:
 /// but the pointer, and the CQ belongs to the stub.
 class adopted_cq {
 public:
+    /// Wraps the stub CQ of `p`.
     explicit adopted_cq(const provider& p) noexcept : cq_(p.cq()) {}
     ~adopted_cq() {} // deliberately leaves cq_ undestroyed
     adopted_cq(const adopted_cq&) = delete;
     adopted_cq& operator=(const adopted_cq&) = delete;
 
+    /// The CQ owner.
     const rcq::cq& get() const noexcept { return cq_; }
 
 private:
