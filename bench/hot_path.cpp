@@ -20,7 +20,7 @@ namespace {
 
 template <class Variant>
 void run(benchmark::State& state) {
-    rcq_stub::provider stub;
+    rcq::stub::provider stub;
     Variant v(stub);
     std::uint64_t i = 0;
     for (auto _ : state) {

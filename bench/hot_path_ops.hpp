@@ -3,7 +3,7 @@
 // times these very structs and the `overhead` test (tests/overhead/) counts
 // their instructions under callgrind, so both measure the same code.
 //
-// Each variant is built on a rcq_stub::provider (all set-up happens in the
+// Each variant is built on a rcq::stub::provider (all set-up happens in the
 // constructor) and has `bool step(std::uint64_t i)`: one operation, true on
 // success. A raw variant and its rcq twin hand the provider the same work
 // requests, field for field; the overhead test checks that through the
@@ -11,7 +11,7 @@
 // sides, as a real program must.
 #pragma once
 
-#include "stub_provider.hpp"
+#include <rcq/stub/provider.hpp>
 
 #include <rcq/cq.hpp>
 #include <rcq/deadline.hpp>
@@ -51,9 +51,9 @@ inline constexpr std::uint32_t peer_rkey = 0xbeef;
 
 struct raw_send_signaled {
     ibv_qp* qp;
-    rcq_stub::region mem;
+    rcq::stub::region mem;
 
-    explicit raw_send_signaled(rcq_stub::provider& p) : qp(p.qp()), mem(p.memory()) {}
+    explicit raw_send_signaled(rcq::stub::provider& p) : qp(p.qp()), mem(p.memory()) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t i) noexcept {
         ibv_sge sge{reinterpret_cast<std::uintptr_t>(mem.data), message_size, mem.lkey_value};
@@ -69,10 +69,10 @@ struct raw_send_signaled {
 };
 
 struct rcq_send_signaled {
-    rcq_stub::rts_qp qp;
-    rcq_stub::region mem;
+    rcq::stub::rts_qp qp;
+    rcq::stub::region mem;
 
-    explicit rcq_send_signaled(rcq_stub::provider& p) : qp(p), mem(p.memory()) {}
+    explicit rcq_send_signaled(rcq::stub::provider& p) : qp(p), mem(p.memory()) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t i) noexcept {
         const ibv_sge sge = rcq::local(mem, 0, message_size);
@@ -88,11 +88,11 @@ struct rcq_send_signaled {
 struct raw_send_selective {
     ibv_qp* qp;
     ibv_cq* cq;
-    rcq_stub::region mem;
+    rcq::stub::region mem;
     std::size_t outstanding = 0;  // posted, not yet known complete
     std::size_t since_signal = 0; // posted since the last signaled send
 
-    explicit raw_send_selective(rcq_stub::provider& p) : qp(p.qp()), cq(p.cq()), mem(p.memory()) {}
+    explicit raw_send_selective(rcq::stub::provider& p) : qp(p.qp()), cq(p.cq()), mem(p.memory()) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t i) noexcept {
         if (outstanding == sq_depth) return false; // full: poll first (never happens here)
@@ -117,12 +117,12 @@ struct raw_send_selective {
 };
 
 struct rcq_send_selective {
-    rcq_stub::rts_qp qp;
-    rcq_stub::adopted_cq cq;
-    rcq_stub::region mem;
+    rcq::stub::rts_qp qp;
+    rcq::stub::adopted_cq cq;
+    rcq::stub::region mem;
     rcq::send_queue<sq_depth, signal_every> sq;
 
-    explicit rcq_send_selective(rcq_stub::provider& p)
+    explicit rcq_send_selective(rcq::stub::provider& p)
         : qp(p), cq(p), mem(p.memory()), sq(std::move(qp.get())) {}
     // The queue owns the QP while it lives; rts_qp hands it back to the stub.
     ~rcq_send_selective() { qp.get() = std::move(sq).release(); }
@@ -152,8 +152,8 @@ struct raw_write_chain {
     std::array<ibv_sge, chain_length> sges{};
     std::array<ibv_send_wr, chain_length> wrs{};
 
-    explicit raw_write_chain(rcq_stub::provider& p) : qp(p.qp()), cq(p.cq()) {
-        const rcq_stub::region mem = p.memory();
+    explicit raw_write_chain(rcq::stub::provider& p) : qp(p.qp()), cq(p.cq()) {
+        const rcq::stub::region mem = p.memory();
         for (std::size_t k = 0; k < chain_length; ++k) {
             sges[k] = {reinterpret_cast<std::uintptr_t>(mem.data + k * message_size), message_size,
                        mem.lkey_value};
@@ -178,13 +178,13 @@ struct raw_write_chain {
 };
 
 struct rcq_write_chain {
-    rcq_stub::rts_qp qp;
-    rcq_stub::adopted_cq cq;
+    rcq::stub::rts_qp qp;
+    rcq::stub::adopted_cq cq;
     std::array<ibv_sge, chain_length> sges{};
     rcq::wr_chain<chain_length> chain;
 
-    explicit rcq_write_chain(rcq_stub::provider& p) : qp(p), cq(p) {
-        const rcq_stub::region mem = p.memory();
+    explicit rcq_write_chain(rcq::stub::provider& p) : qp(p), cq(p) {
+        const rcq::stub::region mem = p.memory();
         const rcq::remote_region peer(peer_addr, peer_rkey, chain_length * message_size);
         for (std::size_t k = 0; k < chain_length; ++k) {
             sges[k] = rcq::local(mem, k * message_size, message_size);
@@ -204,9 +204,9 @@ struct rcq_write_chain {
 
 struct raw_recv {
     ibv_qp* qp;
-    rcq_stub::region mem;
+    rcq::stub::region mem;
 
-    explicit raw_recv(rcq_stub::provider& p) : qp(p.qp()), mem(p.memory()) {}
+    explicit raw_recv(rcq::stub::provider& p) : qp(p.qp()), mem(p.memory()) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t i) noexcept {
         ibv_sge sge{reinterpret_cast<std::uintptr_t>(mem.data), message_size, mem.lkey_value};
@@ -220,10 +220,10 @@ struct raw_recv {
 };
 
 struct rcq_recv {
-    rcq_stub::rts_qp qp;
-    rcq_stub::region mem;
+    rcq::stub::rts_qp qp;
+    rcq::stub::region mem;
 
-    explicit rcq_recv(rcq_stub::provider& p) : qp(p), mem(p.memory()) {}
+    explicit rcq_recv(rcq::stub::provider& p) : qp(p), mem(p.memory()) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t i) noexcept {
         const ibv_sge sge = rcq::local(mem, 0, message_size);
@@ -241,7 +241,7 @@ struct raw_poll {
     ibv_cq* cq;
     std::chrono::steady_clock::time_point until;
 
-    explicit raw_poll(rcq_stub::provider& p)
+    explicit raw_poll(rcq::stub::provider& p)
         : cq(p.cq()), until(std::chrono::steady_clock::now() + std::chrono::hours(1)) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t) noexcept {
@@ -256,11 +256,11 @@ struct raw_poll {
 
 template <class Policy>
 struct rcq_poll {
-    rcq_stub::adopted_cq cq;
+    rcq::stub::adopted_cq cq;
     Policy policy;
     rcq::deadline until;
 
-    explicit rcq_poll(rcq_stub::provider& p)
+    explicit rcq_poll(rcq::stub::provider& p)
         : cq(p), policy(p.context()), until(rcq::deadline::after(std::chrono::hours(1))) {}
 
     RCQ_BENCH_INLINE bool step(std::uint64_t) noexcept {

@@ -107,7 +107,8 @@ private:
 };
 
 // A polling policy: tagged with rcq::category::poll, it makes the CQ it
-// waits on and waits under a deadline without throwing.
+// waits on and waits under a deadline without throwing. Its own state (how
+// often it yielded) is reached through connection::poll_policy().
 template <unsigned Spins>
 class spin_then_yield {
 public:
@@ -125,11 +126,16 @@ public:
             } else {
                 if (until.expired()) return 0;
                 sched_yield();
+                ++yields_;
             }
         }
     }
 
+    unsigned long yields() const noexcept { return yields_; }
     static const char* describe() noexcept { return "spin with pause, then yield"; }
+
+private:
+    unsigned long yields_ = 0;
 };
 
 using connection =
@@ -157,7 +163,8 @@ static int run_side(bool first, const std::string& device, bool quiet) {
         if (wc.wr_id == 1) got.assign(reinterpret_cast<const char*>(memory.data() + 4096), wc.byte_len);
     }
     if (got != theirs) rcq::throw_invalid("expected \"" + theirs + "\", got \"" + got + "\"");
-    std::cout << "[" << mine << "] received \"" << got << "\" through custom policies\n";
+    std::cout << "[" << mine << "] received \"" << got << "\" through custom policies ("
+              << conn.poll_policy().yields() << " yields while waiting)\n";
     if (first) ::unlink(path.c_str());
     return 0;
 }

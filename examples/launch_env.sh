@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# launch_env.sh - runs two programs that use rcq::handshake::env and relays
-# their handshake lines (the protocol is in include/rcq/handshake/env.hpp).
+# launch_env.sh (installed as rcq-launch-env) - runs two programs that use
+# rcq::handshake::env and relays their handshake lines (the protocol is in
+# include/rcq/handshake/env.hpp).
 #
 #   launch_env.sh [-t SECONDS] [-v VARIABLE] A_PROGRAM [ARGS...] -- B_PROGRAM [ARGS...]
 #

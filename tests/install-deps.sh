@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config libibverbs-dev ibverbs-providers rdma-core ibverbs-utils
-          libboost-dev googletest libgtest-dev libgmock-dev libbenchmark-dev valgrind clang-tidy)
+          libboost-dev googletest libgtest-dev libgmock-dev libbenchmark-dev valgrind clang-tidy
+          doxygen)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -18,6 +18,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -33,11 +34,11 @@ namespace rcq {
 
 /// Run-time settings of a connection; every field has a working default.
 struct connection_options {
-    std::string device;           // empty: the first device
-    std::uint8_t port = 1;        // ports count from 1
-    std::optional<int> gid_index; // empty: the port's RoCE v2 IPv4 GID
-    qp_caps caps{};
-    int cq_depth = 128;
+    std::string device; ///< The device to open; empty: the first device.
+    std::uint8_t port = 1; ///< The port; ports count from 1.
+    std::optional<int> gid_index; ///< The GID index; empty: the port's RoCE v2 IPv4 GID.
+    qp_caps caps{}; ///< The QP's queue sizes and options.
+    int cq_depth = 128; ///< Entries of the completion queue.
     /// IBV_ACCESS_REMOTE_* the peer gets on our buffer (on the QP and on the
     /// buffer's registration). None by default; when set, the buffer's
     /// address, rkey and length travel with our endpoint.
@@ -80,6 +81,11 @@ std::string describe_policy(const P& p) {
 ///     if (conn.post_recv(0, 64) != 0) ...   // receives go first,
 ///     conn.ready();                         // then the go-ahead, then sends.
 ///
+/// Sends and receives complete on one CQ. wait() returns whichever completion
+/// comes next; wait_recv() waits for the next receive and wait_for(wr_id)
+/// for one work request, setting the others aside (up to stash_capacity, no
+/// allocation) for later waits, which see them in the order they completed.
+///
 /// Neither copyable nor movable: the verbs objects it owns would survive a
 /// move (they live outside it), but a moved-from connection would be one
 /// without a QP whose every call has to be checked; rcq keeps it always
@@ -92,11 +98,17 @@ class connection {
     using bag = detail::policy_bag<poll::busy, buffer::owned<>, handshake::tcp, Policies...>;
 
 public:
+    /// The poll policy in use (rcq::poll::busy unless given).
     using poll_type = typename bag::poll;
+    /// The buffer policy in use (rcq::buffer::owned<4096> unless given).
     using buffer_type = typename bag::buffer;
+    /// The handshake policy in use (rcq::handshake::tcp unless given).
     using handshake_type = typename bag::handshake;
+    /// The buffer policy's settings.
     using buffer_config = typename buffer_type::config;
 
+    /// Does the whole set-up, narrating each step to `opts.narrate`; throws
+    /// rcq::error naming the step that failed.
     explicit connection(handshake_type handshake, const connection_options& opts = {},
                         const buffer_config& buffer_cfg = {})
         : out_(checked(opts).narrate),
@@ -118,12 +130,19 @@ public:
 
     /// The registered buffer that post_send/post_recv offsets refer to.
     std::span<std::byte> buffer() const noexcept { return buffer_.bytes(); }
+    /// The buffer policy, e.g. for its registration.
     const buffer_type& buffer_policy() const noexcept { return buffer_; }
+    /// Our endpoint, as sent to the peer.
     const endpoint& local() const noexcept { return local_; }
+    /// The peer's endpoint, as received.
     const endpoint& remote() const noexcept { return remote_; }
+    /// The local GID in use.
     const gid_entry& gid() const noexcept { return gid_; }
+    /// The device context.
     ibv_context* device() const noexcept { return ctx_; }
+    /// The protection domain the buffer and QP belong to.
     ibv_pd* protection_domain() const noexcept { return pd_; }
+    /// The completion queue shared by sends and receives.
     const cq& completion_queue() const noexcept { return cq_; }
     /// The typed QP, for posting work requests of one's own.
     qp<state::rts>& queue_pair() noexcept { return qp_; }
@@ -166,16 +185,70 @@ public:
         return rc;
     }
 
-    /// Waits for the next completion, at most completion_timeout. Throws
-    /// rcq::error on timeout, on a polling failure, and for a completion
-    /// whose status is not success (with its status text and WR id).
-    ///
-    /// A completion already in the CQ is taken without reading the clock.
+    /// How many completions wait_recv() and wait_for() can set aside for
+    /// later waits while looking for the one they want.
+    static constexpr std::size_t stash_capacity = 32;
+
+    /// Waits for the next completion, at most completion_timeout: the oldest
+    /// one set aside by wait_recv()/wait_for(), if any, else the CQ's next.
+    /// Throws rcq::error on timeout, on a polling failure, and for a
+    /// completion whose status is not success (with its status text and WR
+    /// id). `what` names the wait in those errors. A completion already in
+    /// the CQ is taken without reading the clock.
     ibv_wc wait(std::string_view what = "a completion") {
+        if (stashed_ != 0) return take(0);
+        return poll_one(what, nullptr);
+    }
+
+    /// Waits for the next receive completion (RECV, or RECV_RDMA_WITH_IMM),
+    /// at most completion_timeout. Send-side completions met on the way are
+    /// set aside, in order, for later waits; nothing is lost. Errors as for
+    /// wait(), plus ENOBUFS when stash_capacity completions are already set
+    /// aside (checked before polling, so the CQ keeps the rest): claim them
+    /// with wait() first.
+    ibv_wc wait_recv(std::string_view what = "a receive") {
+        return wait_until([](const ibv_wc& wc) { return (wc.opcode & IBV_WC_RECV) != 0; }, what);
+    }
+
+    /// Waits for the completion of the work request posted with `wr_id`, at
+    /// most completion_timeout; other completions met on the way are set
+    /// aside for later waits, as in wait_recv(). A failed completion of
+    /// another work request is thrown at once: after it the QP is in ERROR
+    /// and the one waited for can only be flushed. A work request posted
+    /// unsignaled has no completion to wait for.
+    ibv_wc wait_for(std::uint64_t wr_id, std::string_view what = "a work request") {
+        return wait_until([wr_id](const ibv_wc& wc) { return wc.wr_id == wr_id; }, what);
+    }
+
+    /// How many completions are set aside for later waits.
+    std::size_t stashed() const noexcept { return stashed_; }
+
+    /// The poll policy, e.g. to reach a custom poller's state.
+    poll_type& poll_policy() noexcept { return poll_; }
+    /// The poll policy (read-only).
+    const poll_type& poll_policy() const noexcept { return poll_; }
+
+private:
+    void say(const std::string& line) const {
+        if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
+    }
+
+    // The narration names what actually completed, whatever the wait was for.
+    void narrate_completion(const ibv_wc& wc) const {
+        if (out_ == nullptr) return;
+        std::string line = std::string("completion: ") + to_string(wc.opcode) + ", wr_id " +
+                           std::to_string(wc.wr_id);
+        if ((wc.opcode & IBV_WC_RECV) != 0) line += ", " + std::to_string(wc.byte_len) + " bytes";
+        say(line);
+    }
+
+    // The next completion from the CQ; the deadline is `until`, or (null)
+    // completion_timeout from when the CQ is found empty.
+    ibv_wc poll_one(std::string_view what, const deadline* until) {
         ibv_wc wc{};
         const std::span<ibv_wc> one(&wc, 1);
         int n = cq_.poll(one);
-        if (n == 0) n = poll_.wait(cq_, one, deadline::after(timeout_));
+        if (n == 0) n = poll_.wait(cq_, one, until != nullptr ? *until : deadline::after(timeout_));
         if (n < 0)
             throw_error("polling the CQ while waiting for " + std::string(what) +
                             " failed (result " + std::to_string(n) + ")",
@@ -198,10 +271,10 @@ public:
         }
         posted_ -= posted_ != 0;
         check_completion(wc, what);
+        narrate_completion(wc);
         return wc;
     }
 
-private:
     bool in_buffer(std::size_t offset, std::uint32_t length) const noexcept {
         const std::size_t size = buffer_.bytes().size();
         return offset <= size && length <= size - offset;
@@ -220,8 +293,31 @@ private:
         return opts;
     }
 
-    void say(const std::string& line) const {
-        if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
+    // Removes and returns the stashed completion at `i`, keeping the order.
+    ibv_wc take(std::size_t i) noexcept {
+        const ibv_wc wc = stash_[i];
+        for (std::size_t j = i + 1; j < stashed_; ++j) stash_[j - 1] = stash_[j];
+        --stashed_;
+        return wc;
+    }
+
+    template <class Wanted>
+    ibv_wc wait_until(Wanted wanted, std::string_view what) {
+        for (std::size_t i = 0; i < stashed_; ++i)
+            if (wanted(stash_[i])) return take(i);
+        const deadline until = deadline::after(timeout_);
+        for (;;) {
+            if (stashed_ == stash_.size())
+                throw_error("waiting for " + std::string(what) + ": " +
+                                std::to_string(stash_.size()) +
+                                " completions are already set aside, unclaimed",
+                            "claim them with wait() (oldest first) before waiting for a "
+                            "particular one",
+                            ENOBUFS);
+            const ibv_wc wc = poll_one(what, &until);
+            if (wanted(wc)) return wc;
+            stash_[stashed_++] = wc;
+        }
     }
 
     static ibv_pd* borrowed_pd(const buffer_config& cfg) {
@@ -349,6 +445,8 @@ private:
     endpoint remote_{};
     std::size_t posted_ = 0; // posted through post_send/post_recv, not yet waited for
     qp<state::rts> qp_;
+    std::array<ibv_wc, stash_capacity> stash_{}; // completions set aside, oldest first
+    std::size_t stashed_ = 0;
 };
 
 } // namespace rcq

@@ -29,7 +29,9 @@ public:
     /// Adopts a CQ created elsewhere; rcq destroys it.
     explicit cq(ibv_cq* raw) noexcept : cq_(raw) {}
 
+    /// The raw CQ.
     ibv_cq* get() const noexcept { return cq_.get(); }
+    /// The raw CQ, for verbs calls.
     operator ibv_cq*() const& noexcept { return cq_.get(); }
     /// Not from a temporary: the object would be destroyed at the end of the
     /// statement, leaving the pointer dangling. Name the owner in a variable.

@@ -11,8 +11,10 @@ namespace rcq {
 /// steps shares one budget instead of each restarting the clock.
 class deadline {
 public:
+    /// The clock deadlines are measured on (monotonic).
     using clock = std::chrono::steady_clock;
 
+    /// A deadline at the time point `at`.
     explicit deadline(clock::time_point at) noexcept : at_(at) {}
 
     /// A deadline `d` from now.
@@ -21,7 +23,9 @@ public:
         return deadline(clock::now() + std::chrono::duration_cast<clock::duration>(d));
     }
 
+    /// The time point.
     clock::time_point at() const noexcept { return at_; }
+    /// Whether the time point has passed.
     bool expired() const noexcept { return clock::now() >= at_; }
 
     /// Milliseconds left, rounded up and clamped to [0, INT_MAX], as poll(2) wants.

@@ -31,6 +31,7 @@ public:
         }
         size_ = static_cast<std::size_t>(n);
     }
+    /// Takes over the list.
     device_list(device_list&& other) noexcept
         : list_(std::exchange(other.list_, nullptr)), size_(std::exchange(other.size_, 0)) {}
     device_list& operator=(device_list&&) = delete;
@@ -39,8 +40,11 @@ public:
         if (list_ != nullptr) ibv_free_device_list(list_);
     }
 
+    /// The devices.
     std::span<ibv_device* const> devices() const noexcept { return {list_, size_}; }
+    /// How many devices there are.
     std::size_t size() const noexcept { return size_; }
+    /// Whether there are none.
     bool empty() const noexcept { return size_ == 0; }
 
     /// The device called `name`, or the first device when `name` is empty.
@@ -113,13 +117,18 @@ public:
     /// Adopts a context opened elsewhere; rcq closes it.
     explicit context(ibv_context* raw) noexcept : ctx_(raw) {}
 
+    /// The raw context.
     ibv_context* get() const noexcept { return ctx_.get(); }
+    /// The raw context, for verbs calls.
     operator ibv_context*() const& noexcept { return ctx_.get(); }
     /// Not from a temporary: the object would be destroyed at the end of the
     /// statement, leaving the pointer dangling. Name the owner in a variable.
     operator ibv_context*() && = delete;
+    /// The device's name, e.g. "rxe0".
     std::string name() const { return device_name(get()); }
+    /// The attributes of port `port_num` (ibv_query_port); throws rcq::error.
     ibv_port_attr port(std::uint8_t port_num = 1) const { return query_port(get(), port_num); }
+    /// The device's attributes (ibv_query_device); throws rcq::error.
     ibv_device_attr attributes() const { return query_device(get()); }
 
 private:

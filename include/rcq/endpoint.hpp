@@ -58,6 +58,7 @@ struct endpoint {
     /// are legal values (zero-based MRs) and say nothing on their own.
     bool has_memory() const noexcept { return remote_len != 0; }
 
+    /// Member-wise equality.
     friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 

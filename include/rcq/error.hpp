@@ -14,6 +14,7 @@ namespace rcq {
 /// throw; they return a status instead.
 class error : public std::system_error {
 public:
+    /// An error for `code` in `step`, with an optional hint.
     error(std::error_code code, const std::string& step, const std::string& hint = {})
         : std::system_error(code, compose(step, hint)), step_(step), hint_(hint) {}
 

@@ -96,9 +96,11 @@ RCQ_ALWAYS_INLINE int post_ex(ibv_qp_ex* q, const ibv_send_wr& first) noexcept {
 /// unchanged; it is also an rcq::cq, for creating QPs.
 class cq_ex : public cq {
 public:
+    /// Creates an extended CQ of `depth` entries, bound to `channel` if given.
     cq_ex(ibv_context* ctx, int depth, ibv_comp_channel* channel = nullptr)
         : cq(create(ctx, depth, channel)) {}
 
+    /// The extended CQ, for the ibv_start_poll/ibv_next_poll family.
     ibv_cq_ex* get_ex() const noexcept { return reinterpret_cast<ibv_cq_ex*>(get()); }
 
     /// Up to `out.size()` completions; 0 when none is ready or `out` is

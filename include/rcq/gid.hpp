@@ -30,12 +30,15 @@ inline const char* to_string(gid_type t) noexcept {
 
 /// One valid entry of a port's GID table.
 struct gid_entry {
+    /// The GID's index in the port's table.
     std::uint32_t index = 0;
+    /// RoCE v1, RoCE v2 or InfiniBand.
     gid_type type = gid_type::ib;
+    /// The 16 bytes of the GID.
     std::array<std::uint8_t, 16> gid{};
-    std::uint32_t ndev_ifindex = 0; // 0 when no network device is attached
+    std::uint32_t ndev_ifindex = 0; ///< The network device's ifindex; 0 when none is attached.
 
-    /// An IPv4 address carried as ::ffff:a.b.c.d, the form RoCE v2 routes over IPv4.
+    /// An IPv4 address in IPv4-mapped form, the form RoCE v2 routes over IPv4.
     bool is_ipv4() const noexcept {
         static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         return std::memcmp(gid.data(), prefix, sizeof prefix) == 0;

@@ -35,11 +35,17 @@ public:
     /// Adopts an MR registered elsewhere; rcq deregisters it.
     explicit mr(ibv_mr* raw) noexcept : mr_(raw) {}
 
+    /// The raw MR.
     ibv_mr* get() const noexcept { return mr_.get(); }
+    /// The local key.
     std::uint32_t lkey() const noexcept { return mr_->lkey; }
+    /// The remote key.
     std::uint32_t rkey() const noexcept { return mr_->rkey; }
+    /// The registered memory's first byte.
     std::byte* data() const noexcept { return static_cast<std::byte*>(mr_->addr); }
+    /// The registered length in bytes.
     std::size_t size() const noexcept { return mr_->length; }
+    /// The registered memory.
     std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
 
 private:

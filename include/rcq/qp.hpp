@@ -23,10 +23,15 @@ namespace rcq {
 
 /// Sizes of the queues, fixed when the QP is created.
 struct qp_caps {
+    /// Send queue depth.
     std::uint32_t max_send_wr = 64;
+    /// Receive queue depth.
     std::uint32_t max_recv_wr = 64;
+    /// Scatter/gather elements per send.
     std::uint32_t max_send_sge = 1;
+    /// Scatter/gather elements per receive.
     std::uint32_t max_recv_sge = 1;
+    /// Bytes a send may carry inline.
     std::uint32_t max_inline_data = 0;
     /// Signal every send (sq_sig_all); otherwise each WR chooses.
     bool signal_all = false;
@@ -40,7 +45,9 @@ struct qp_caps {
 
 /// RESET -> INIT.
 struct init_attrs {
+    /// The port, from 1.
     std::uint8_t port_num = 1;
+    /// The partition key index.
     std::uint16_t pkey_index = 0;
     /// Remote access the peer gets (IBV_ACCESS_REMOTE_*). None by default:
     /// SEND/RECV needs none, and remote access is granted only on request.
@@ -49,25 +56,32 @@ struct init_attrs {
 
 /// INIT -> RTR: where the peer is. RoCE v2 always routes with a GRH.
 struct rtr_attrs {
+    /// The peer's QP number.
     std::uint32_t dest_qpn = 0;
-    std::uint32_t rq_psn = 0; // the peer's initial send PSN
-    std::uint16_t dlid = 0;   // 0 on RoCE
+    std::uint32_t rq_psn = 0; ///< The peer's initial send PSN.
+    std::uint16_t dlid = 0; ///< The peer's LID; 0 on RoCE.
+    /// The peer's GID.
     std::array<std::uint8_t, 16> dgid{};
-    std::uint8_t sgid_index = 0; // our RoCE v2 GID (rcq::choose_gid)
+    std::uint8_t sgid_index = 0; ///< Our RoCE v2 GID's index (rcq::choose_gid).
+    /// The port, from 1.
     std::uint8_t port_num = 1;
-    ibv_mtu path_mtu = IBV_MTU_1024; // at most the port's active MTU
+    ibv_mtu path_mtu = IBV_MTU_1024; ///< The path MTU: at most the port's active MTU.
+    /// The GRH hop limit.
     std::uint8_t hop_limit = 64;
+    /// RDMA READs and atomics the peer may have outstanding on us.
     std::uint8_t max_dest_rd_atomic = 1;
-    std::uint8_t min_rnr_timer = 12; // 0.64 ms
+    std::uint8_t min_rnr_timer = 12; ///< The RNR NAK timer code (12: 0.64 ms).
 };
 
 /// RTR -> RTS.
 struct rts_attrs {
-    std::uint32_t sq_psn = 0; // our initial send PSN, the one the peer was told
+    std::uint32_t sq_psn = 0; ///< Our initial send PSN, the one the peer was told.
     /// Local ACK timeout 4.096 us * 2^timeout; 14 (67 ms) tolerates software RoCE.
     std::uint8_t timeout = 14;
+    /// Retries on a missing acknowledgement.
     std::uint8_t retry_cnt = 7;
-    std::uint8_t rnr_retry = 7; // 7 = retry forever on receiver-not-ready
+    std::uint8_t rnr_retry = 7; ///< Retries on receiver-not-ready; 7 means retry forever.
+    /// RDMA READs and atomics we may have outstanding.
     std::uint8_t max_rd_atomic = 1;
 };
 
@@ -97,6 +111,7 @@ class qp {
                                    "init, rtr, rts or error");
 
 public:
+    /// The state this handle is in.
     using state_type = State;
 
     /// Creates an RC QP in RESET on `domain` whose send and receive
@@ -141,16 +156,21 @@ public:
     /// caller that it is RC and in `State`. rcq destroys it.
     static qp adopt_unchecked(ibv_qp* raw) noexcept { return qp(raw); }
 
+    /// Takes over the QP.
     qp(qp&&) noexcept = default;
+    /// Takes over the QP.
     qp& operator=(qp&&) noexcept = default;
 
+    /// The raw QP.
     ibv_qp* get() const noexcept { return qp_.get(); }
+    /// The QP number.
     std::uint32_t qp_num() const noexcept { return qp_->qp_num; }
     /// Gives up ownership of the raw QP without destroying it.
     ibv_qp* release() && noexcept { return qp_.release(); }
 
     // -- transitions -------------------------------------------------------
 
+    /// RESET -> INIT; consumes this handle; throws rcq::error naming the step.
     [[nodiscard]] qp<state::init> to_init(const init_attrs& a = {}) && {
         static_assert(qp_must_be_in_reset_to_move_to_init<State>,
                       "rcq::qp::to_init: qp_must_be_in_reset_to_move_to_init: this QP is past "
@@ -165,6 +185,7 @@ public:
         return next<state::init>();
     }
 
+    /// INIT -> RTR; consumes this handle; throws rcq::error naming the step.
     [[nodiscard]] qp<state::rtr> to_rtr(const rtr_attrs& a) && {
         static_assert(qp_must_be_in_init_to_move_to_rtr<State>,
                       "rcq::qp::to_rtr: qp_must_be_in_init_to_move_to_rtr: the QP goes "
@@ -192,6 +213,7 @@ public:
         return next<state::rtr>();
     }
 
+    /// RTR -> RTS; consumes this handle; throws rcq::error naming the step.
     [[nodiscard]] qp<state::rts> to_rts(const rts_attrs& a) && {
         static_assert(qp_must_be_in_rtr_to_move_to_rts<State>,
                       "rcq::qp::to_rts: qp_must_be_in_rtr_to_move_to_rts: the QP goes "
@@ -231,10 +253,15 @@ public:
     // Transitions consume the handle, so that the old state's handle is not
     // used by mistake afterwards. Called on an lvalue, they land here (with
     // the same parameters, so that braced arguments land here too).
+    /// Refused at compile time: transitions take an rvalue (std::move).
     void to_init(const init_attrs& = {}) & { consume_rule(); }
+    /// Refused at compile time: transitions take an rvalue (std::move).
     void to_rtr(const rtr_attrs&) & { consume_rule(); }
+    /// Refused at compile time: transitions take an rvalue (std::move).
     void to_rts(const rts_attrs&) & { consume_rule(); }
+    /// Refused at compile time: transitions take an rvalue (std::move).
     void to_error() & { consume_rule(); }
+    /// Refused at compile time: transitions take an rvalue (std::move).
     void to_reset() & { consume_rule(); }
 
     // -- hot path ------------------------------------------------------------
@@ -247,6 +274,7 @@ public:
         live();
         return ibv_post_send(qp_.get(), &wr, &bad);
     }
+    /// Posts one send work request (or chain); returns 0 or an errno value.
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(ibv_send_wr& wr) noexcept
         requires qp_must_be_in_rts_to_post_send<State>
     {
@@ -262,6 +290,7 @@ public:
         live();
         return ibv_post_recv(qp_.get(), &wr, &bad);
     }
+    /// Posts one receive work request (or chain); returns 0 or an errno value.
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(ibv_recv_wr& wr) noexcept
         requires qp_must_be_in_init_rtr_or_rts_to_post_recv<State>
     {

@@ -16,14 +16,19 @@ namespace rcq {
 /// target of an RDMA WRITE or READ, which may move at most `length` bytes
 /// (checked when the request is built).
 struct remote_slice {
+    /// The remote address.
     std::uint64_t addr = 0;
+    /// The remote key.
     std::uint32_t rkey = 0;
+    /// The length in bytes.
     std::uint32_t length = 0;
 };
 
 /// An 8-byte word of the peer's memory, aligned: the target of an atomic.
 struct remote_word {
+    /// The remote address of the 8-byte word.
     std::uint64_t addr = 0;
+    /// The remote key.
     std::uint32_t rkey = 0;
 };
 
@@ -35,6 +40,7 @@ struct remote_word {
 class remote_region {
 public:
     remote_region() = default;
+    /// The peer's region: its address, rkey and length (from its endpoint).
     remote_region(std::uint64_t addr, std::uint32_t rkey, std::uint64_t length) noexcept
         : addr_(addr), rkey_(rkey), length_(length) {}
 
@@ -46,8 +52,11 @@ public:
         return {peer.remote_addr, peer.rkey, peer.remote_len};
     }
 
+    /// The region's remote address.
     std::uint64_t addr() const noexcept { return addr_; }
+    /// The region's remote key.
     std::uint32_t rkey() const noexcept { return rkey_; }
+    /// The region's length in bytes.
     std::uint64_t length() const noexcept { return length_; }
 
     /// `length` bytes at `offset`; throws unless they lie inside the region.

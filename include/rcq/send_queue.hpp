@@ -55,7 +55,9 @@ class send_queue {
                   "(1 <= Every <= Depth), or the queue fills with sends nobody retires");
 
 public:
+    /// The send queue depth it assumes.
     static constexpr std::size_t depth = Depth;
+    /// One send in `every` is signaled.
     static constexpr std::size_t every = Every;
 
     /// Takes the QP. Throws rcq::error, leaving `q` with the caller, when
@@ -172,7 +174,9 @@ public:
     /// frees the slots of the signaled request and of the Every - 1 before it.
     RCQ_ALWAYS_INLINE void retire() noexcept { outstanding_ -= Every; }
 
+    /// Sends posted and not yet retired.
     std::size_t outstanding() const noexcept { return outstanding_; }
+    /// The QP's inline limit in bytes.
     std::uint32_t max_inline() const noexcept { return max_inline_; }
 
 private:

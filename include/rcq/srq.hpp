@@ -21,6 +21,7 @@ concept srq_takes_only_receive_requests = std::derived_from<W, ibv_recv_wr>;
 /// buffers. Move-only, the size of a pointer; must outlive its QPs.
 class srq {
 public:
+    /// Creates a shared receive queue on `domain`; throws rcq::error.
     explicit srq(ibv_pd* domain, std::uint32_t max_wr = 256, std::uint32_t max_sge = 1) {
         ibv_srq_init_attr attr{};
         attr.attr.max_wr = max_wr;
@@ -31,7 +32,9 @@ public:
                         "the device's max_srq_wr bounds it; `ibv_devinfo -v` shows it");
     }
 
+    /// The raw SRQ.
     ibv_srq* get() const noexcept { return srq_.get(); }
+    /// The raw SRQ, for verbs calls.
     operator ibv_srq*() const& noexcept { return srq_.get(); }
     /// Not from a temporary: the object would be destroyed at the end of the
     /// statement, leaving the pointer dangling. Name the owner in a variable.

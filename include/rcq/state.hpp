@@ -11,19 +11,29 @@ namespace rcq {
 /// The states of an RC queue pair that rcq tracks in the type of its handle.
 /// They carry no data: `qp<state::rts>` is just an `ibv_qp*`.
 namespace state {
+/// A QP just created, or reset.
 struct reset {
+    /// The state's name.
     static constexpr const char* name = "RESET";
 };
+/// Initialized: receives may be posted.
 struct init {
+    /// The state's name.
     static constexpr const char* name = "INIT";
 };
+/// Ready to receive.
 struct rtr {
+    /// The state's name.
     static constexpr const char* name = "RTR";
 };
+/// Ready to send.
 struct rts {
+    /// The state's name.
     static constexpr const char* name = "RTS";
 };
+/// In error: requests are flushed.
 struct error {
+    /// The state's name.
     static constexpr const char* name = "ERROR";
 };
 } // namespace state

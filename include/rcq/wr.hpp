@@ -52,6 +52,7 @@ namespace detail {
 template <ibv_wr_opcode Op>
 class send_wr : public ibv_send_wr {
 public:
+    /// The opcode, fixed by the type.
     static constexpr ibv_wr_opcode opcode_value = Op;
 
     /// SEND
@@ -124,6 +125,7 @@ public:
         send_flags &= ~unsigned(IBV_SEND_SIGNALED);
         return *this;
     }
+    /// Asks (or not) for a completion of this request.
     send_wr& signaled(bool on = true) noexcept {
         send_flags = on ? (send_flags | IBV_SEND_SIGNALED) : (send_flags & ~unsigned(IBV_SEND_SIGNALED));
         return *this;
@@ -144,6 +146,7 @@ public:
         return *this;
     }
 
+    /// The length of its scatter/gather element.
     std::uint32_t length() const noexcept { return sg_list->length; }
 
 private:
@@ -172,6 +175,7 @@ static_assert(sizeof(compare_swap_op) == sizeof(ibv_send_wr));
 /// A receive work request: an ibv_recv_wr and nothing more.
 class recv_wr : public ibv_recv_wr {
 public:
+    /// A receive into `sge` (which must outlive the request), with id `id`.
     recv_wr(const ibv_sge& sge, std::uint64_t id) noexcept : ibv_recv_wr{} {
         wr_id = id;
         sg_list = const_cast<ibv_sge*>(&sge);
@@ -195,6 +199,7 @@ class wr_chain {
     static_assert(N > 0, "rcq::wr_chain<N>: N must be positive");
 
 public:
+    /// The number of work requests.
     static constexpr std::size_t size() noexcept { return N; }
 
     wr_chain() noexcept {
@@ -204,13 +209,17 @@ public:
     wr_chain& operator=(const wr_chain&) = delete;
 
     template <send_work_request W>
+    /// Puts a copy of `w` at position `i`, keeping the chain's links.
     void set(std::size_t i, const W& w) noexcept {
         ibv_send_wr* next = wrs_[i].next;
         wrs_[i] = w;
         wrs_[i].next = next;
     }
+    /// The work request at `i`.
     ibv_send_wr& operator[](std::size_t i) noexcept { return wrs_[i]; }
+    /// The first work request.
     ibv_send_wr& front() noexcept { return wrs_[0]; }
+    /// The last work request.
     ibv_send_wr& back() noexcept { return wrs_[N - 1]; }
 
 private:

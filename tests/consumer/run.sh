@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds tests/consumer against rcq twice: from an install prefix with
-# find_package, and with add_subdirectory. Usage: run.sh SOURCE_DIR WORK_DIR CXX
+# Builds tests/consumer against rcq: from an install prefix with
+# find_package, with plain make and pkg-config, and with add_subdirectory;
+# runs the stub-provider benchmark built from the installed package and
+# checks the installed helpers. Usage: run.sh SOURCE_DIR WORK_DIR CXX
 set -euo pipefail
 src=$1 work=$2 cxx=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -15,6 +17,23 @@ cmake -S "$src/tests/consumer" -B "$work/find-package" -DCMAKE_CXX_COMPILER="$cx
       -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/find-package" >/dev/null
 "$work/find-package/consumer"
+if [[ -x $work/find-package/stub_benchmark ]]; then
+    echo "== the README's stub benchmark, from the installed rcq::stub"
+    "$work/find-package/stub_benchmark" --benchmark_min_time=0.01 | grep send_then_poll
+else
+    echo "== no Google Benchmark: stub_benchmark not built"
+fi
+
+echo "== consumer with plain make and pkg-config --cflags --libs rcq"
+PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" \
+    make -s -C "$src/tests/consumer" CXX="$cxx" OUT="$work/consumer-make"
+"$work/consumer-make"
+
+echo "== installed files: LICENSE, rcq-launch-env"
+test -s "$work/prefix/share/doc/rcq/LICENSE"
+usage=$("$work/prefix/bin/rcq-launch-env" -h 2>&1 || true) # -h: usage, exit status 2
+grep -q '^usage: .*rcq-launch-env' <<<"$usage"
+echo "ok"
 
 echo "== conan/test_package against the installed package (the Conan consumer path)"
 cmake -S "$src/conan/test_package" -B "$work/test-package" -DCMAKE_CXX_COMPILER="$cxx" \

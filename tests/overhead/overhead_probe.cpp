@@ -39,12 +39,12 @@ template <class Variant>
 
 struct measured {
     bool ok = false;
-    rcq_stub::tally work; // of the longer run
+    rcq::stub::tally work; // of the longer run
 };
 
 template <class Variant>
-bool run_counted(const char* name, std::uint64_t n, rcq_stub::tally& work) {
-    rcq_stub::provider stub;
+bool run_counted(const char* name, std::uint64_t n, rcq::stub::tally& work) {
+    rcq::stub::provider stub;
     Variant v(stub); // set-up is not counted
     stub.reset_counts();
     CALLGRIND_TOGGLE_COLLECT;
@@ -64,7 +64,7 @@ measured measure(const char* name, std::uint64_t n) {
     return m;
 }
 
-void print_tally(const char* name, const rcq_stub::tally& t) {
+void print_tally(const char* name, const rcq::stub::tally& t) {
     std::printf("  %-20s post_send %llu (wrs %llu, signaled %llu), post_recv %llu, polls %llu "
                 "(completions %llu), fingerprint %016llx\n",
                 name, (unsigned long long)t.post_send_calls, (unsigned long long)t.send_wrs,

@@ -45,7 +45,7 @@ for dump in "$work"/callgrind.out.*.*; do
     total[$name]=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$dump")
     stub[$name]=$(callgrind_annotate --inclusive=no --auto=no --threshold=100 "$dump" |
         awk '/file:function/ { listing = 1; next }
-             listing && /rcq_stub::\(anonymous namespace\)::stub_/ { gsub(",", "", $1); s += $1 }
+             listing && /rcq::stub::\(anonymous namespace\)::stub_/ { gsub(",", "", $1); s += $1 }
              END { print s + 0 }')
 done
 

@@ -65,6 +65,27 @@ if [ -x "$examples/rdma_server" ]; then
         "$examples/rdma_write_read server" "$examples/rdma_write_read client $ip" 'done'
 fi
 
+if [ -x "$examples/hello_server" ]; then
+    # The README's server/client pair, then its troubleshooting table.
+    logs=$(mktemp -d)
+    port=$((20000 + RANDOM % 20000))
+    timeout 60 "$examples/hello_server" "$port" >"$logs/server" 2>&1 &
+    server_pid=$!
+    timeout 60 "$examples/hello_client" "$ip" "$port" >"$logs/client" 2>&1
+    client_status=$?
+    wait "$server_pid"
+    server_status=$?
+    sed 's/^/  server| /' "$logs/server"
+    sed 's/^/  client| /' "$logs/client"
+    [ "$server_status" -eq 0 ] && [ "$client_status" -eq 0 ] &&
+        grep -qx 'received: hello from the client' "$logs/server" &&
+        grep -qx 'received: hello from the server' "$logs/client"
+    report "examples: hello_server + hello_client (the README's pair)" $?
+    rm -rf "$logs"
+    bash "$(dirname "$0")/troubleshooting.sh" "$examples"
+    report "examples: the README's troubleshooting cases" $?
+fi
+
 if [ -x "$examples/custom_policies" ]; then
     timeout 60 "$examples/custom_policies" --quiet
     report "examples: custom_policies" $?

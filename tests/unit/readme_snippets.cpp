@@ -3,6 +3,7 @@
 #include <rcq/rcq.hpp>
 
 #include <utility>
+#include <vector>
 
 void readme_state_machine(const rcq::rtr_attrs& peer, std::uint32_t my_psn, ibv_send_wr& wr) {
     rcq::context ctx = rcq::context::open("rxe0");
@@ -40,4 +41,10 @@ void readme_operations(rcq::qp<rcq::state::rts>& q, rcq::qp<rcq::state::rts>& qx
         caps.send_ops = rcq::all_rc_send_ops; rcq::send_queue<64, 16, rcq::api::extended> sqx(std::move(qx));
         rcq::cq_ex c(ctx, n);
     }
+}
+
+void readme_buffers(rcq::handshake::tcp h1, rcq::handshake::tcp h2, std::size_t size) {
+    std::vector<char> memory(size);   // size chosen at run time
+    rcq::connection<rcq::buffer::borrowed> a(std::move(h1), {}, {.memory = memory});
+    rcq::connection<rcq::buffer::owned<rcq::buffer::run_time_size>> b(std::move(h2), {}, {.bytes = size});
 }

@@ -21,12 +21,16 @@ namespace rcq::buffer {
 /// IBV_ACCESS_REMOTE_WRITE.
 class external {
 public:
+    /// Marks this type as a buffer policy.
     using rcq_category = category::buffer;
 
+    /// What to use.
     struct config {
+        /// An MR the caller registered (ibv_reg_mr) and keeps until the connection is gone.
         ibv_mr* mr = nullptr;
     };
 
+    /// Uses `cfg.mr`; refuses (rcq::error) an MR of another PD than `domain`.
     external(ibv_pd* domain, const config& cfg, int /*remote_access: fixed at registration*/ = 0)
         : mr_(checked(cfg.mr)) {
         if (domain != nullptr && domain != mr_->pd)
@@ -38,13 +42,18 @@ public:
     /// The PD the connection must use: the one the MR was registered in.
     static ibv_pd* protection_domain(const config& cfg) { return checked(cfg.mr)->pd; }
 
+    /// The registered memory.
     std::span<std::byte> bytes() const noexcept {
         return {static_cast<std::byte*>(mr_->addr), mr_->length};
     }
+    /// The MR's local key.
     std::uint32_t lkey() const noexcept { return mr_->lkey; }
+    /// The MR's remote key.
     std::uint32_t rkey() const noexcept { return mr_->rkey; }
+    /// The caller's MR.
     ibv_mr* region() const noexcept { return mr_; }
 
+    /// One line for the connection's narration.
     static const char* describe() noexcept { return "using the caller's memory region"; }
 
 private:

@@ -46,7 +46,7 @@ struct env_options {
 /// (a shell script, ssh, a batch scheduler) that relays lines between them.
 ///
 /// Protocol. Every message is one line of at most 1024 bytes ending in '\n';
-/// a trailing '\r' or blank space is ignored on reading. Two lines exist:
+/// a trailing `\r` or blank space is ignored on reading. Two lines exist:
 /// an endpoint line, which is rcq::to_text's form ("rcq1 qpn=0x... ..."),
 /// and the go-ahead line "rcq-go".
 ///
@@ -69,7 +69,13 @@ struct env_options {
 ///   B's rcq-go) and of A's output to B's input (A's rcq-go). Any other line a
 ///   program prints (narration on stdout) is not part of the protocol; a
 ///   launcher recognises the two kinds by their start ("rcq" and a digit, or
-///   exactly "rcq-go"). examples/launch_env.sh does all of this.
+///   exactly "rcq-go"). examples/launch_env.sh (installed as
+///   `rcq-launch-env`) does all of this.
+///
+/// Stdout belongs to the protocol: with the default out_fd, send narration
+/// elsewhere (e.g. connection_options::narrate = &std::clog, which is
+/// stderr). A launcher that reads lines in order, rather than picking out the
+/// protocol's, would otherwise take a narration line for the endpoint.
 ///
 /// A writes before it reads, so the launcher can read A's line without
 /// feeding it anything; both sides write their go-ahead before reading the
@@ -96,7 +102,9 @@ struct env_options {
 /// Move-only, not thread-safe.
 class env {
 public:
+    /// Marks this type as a handshake policy.
     using rcq_category = category::handshake;
+    /// Its settings.
     using options = env_options;
 
     /// The longest line read, newline included.
@@ -106,8 +114,10 @@ public:
 
     env() : env(options{}) {}
 
+    /// Default settings with another time budget.
     explicit env(std::chrono::milliseconds timeout) : env(options{.timeout = timeout}) {}
 
+    /// With the given settings.
     explicit env(options opts) : opts_(std::move(opts)) {
         if (opts_.variable.empty() || opts_.variable.find('=') != std::string::npos)
             throw_invalid("env handshake: " + detail::quote(opts_.variable) +
@@ -117,10 +127,12 @@ public:
             throw_invalid("env handshake: the timeout must be positive");
     }
 
+    /// Takes over; `other` is left closed.
     env(env&& other) noexcept
         : opts_(std::move(other.opts_)), deadline_(other.deadline_),
           moved_from_(std::exchange(other.moved_from_, true)) {}
 
+    /// Takes over; `other` is left closed.
     env& operator=(env&& other) noexcept {
         if (this != &other) {
             opts_ = std::move(other.opts_);
@@ -188,6 +200,7 @@ public:
                std::to_string(opts_.out_fd);
     }
 
+    /// The settings in use.
     const options& settings() const noexcept { return opts_; }
 
 private:

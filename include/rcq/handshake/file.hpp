@@ -40,6 +40,7 @@ struct file_options {
     /// This side's name and the peer's ("server" and "client"); same rules
     /// as the session, and they must differ.
     std::string self;
+    /// The peer's name.
     std::string peer;
     /// The whole handshake's budget: exchange() and barrier() together.
     std::chrono::milliseconds timeout = std::chrono::seconds{30};
@@ -122,7 +123,9 @@ struct file_options {
 /// Move-only; a moved-from object throws on use. Not thread-safe.
 class file {
 public:
+    /// Marks this type as a handshake policy.
     using rcq_category = category::handshake;
+    /// Its settings.
     using options = file_options;
 
     /// The largest handshake file read; anything larger is refused unread.
@@ -130,6 +133,7 @@ public:
     /// The first line of every file: format name and version.
     static constexpr std::string_view format_line = "rcq-file-handshake 1";
 
+    /// With the given settings; throws rcq::error for invalid ones.
     explicit file(options opts) : opts_(std::move(opts)) {
         check_name("session", opts_.session);
         check_name("self", opts_.self);
@@ -144,6 +148,7 @@ public:
         check_folder();
     }
 
+    /// The same, field by field.
     file(std::filesystem::path folder, std::string session, std::string self, std::string peer,
          std::chrono::milliseconds timeout = std::chrono::seconds{30})
         : file(options{.folder = std::move(folder),
@@ -152,11 +157,13 @@ public:
                        .peer = std::move(peer),
                        .timeout = timeout}) {}
 
+    /// Takes over; `other` is left closed.
     file(file&& other) noexcept
         : opts_(std::move(other.opts_)), deadline_(other.deadline_), nonce_(std::move(other.nonce_)),
           acked_(std::move(other.acked_)), local_text_(std::move(other.local_text_)),
           writes_(other.writes_), phase_(std::exchange(other.phase_, phase::moved_from)) {}
 
+    /// Takes over; `other` is left closed.
     file& operator=(file&& other) noexcept {
         if (this != &other) {
             opts_ = std::move(other.opts_);
@@ -174,8 +181,8 @@ public:
     file& operator=(const file&) = delete;
     ~file() = default; // files are left to the protocol; see the class comment
 
-    /// Publishes `local` as <session>.<self>.endpoint and returns the
-    /// endpoint in <session>.<peer>.endpoint once that file acknowledges
+    /// Publishes `local` as SESSION.SELF.endpoint and returns the
+    /// endpoint in SESSION.PEER.endpoint once that file acknowledges
     /// this run. Throws rcq::error: ETIMEDOUT when the peer's file does not
     /// come (or stays stale) within the budget, EPROTO/EINVAL for a
     /// malformed peer file, errno values for a folder that cannot be written.
@@ -222,7 +229,7 @@ public:
         }
     }
 
-    /// The go-ahead: publishes <session>.<self>.ready and waits for the
+    /// The go-ahead: publishes SESSION.SELF.ready and waits for the
     /// peer's ready file from this run, then removes the files this side is
     /// responsible for. Call it once the QP is in RTS with its receives
     /// posted. Throws rcq::error (ETIMEDOUT naming the file) when the peer
@@ -264,6 +271,7 @@ public:
                opts_.self + " (peer " + opts_.peer + ")";
     }
 
+    /// The settings in use.
     const options& settings() const noexcept { return opts_; }
 
     /// Where `side`'s file of `kind` ("endpoint" or "ready") lives.

@@ -52,8 +52,11 @@ namespace rcq::handshake {
 /// resolution (getaddrinfo) is not bounded by the deadline.
 class tcp {
 public:
+    /// Marks this type as a handshake policy.
     using rcq_category = category::handshake;
 
+    /// The server side: binds and listens on `port` now (0: any free port, see
+    /// port()); `timeout` bounds the exchange and the barrier together.
     static tcp server(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds{30},
                       std::string bind_address = "0.0.0.0") {
         tcp t(true, std::move(bind_address), port, timeout);
@@ -61,17 +64,21 @@ public:
         return t;
     }
 
+    /// The client side: connects to `host`:`port` when exchange() is called,
+    /// retrying with backoff within `timeout`.
     static tcp client(std::string host, std::uint16_t port,
                       std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
         return tcp(false, std::move(host), port, timeout);
     }
 
+    /// Takes over; `other` is left closed.
     tcp(tcp&& other) noexcept
         : server_(other.server_), host_(std::move(other.host_)), port_(other.port_),
           timeout_(other.timeout_), deadline_(other.deadline_),
           listener_(std::move(other.listener_)), conn_(std::move(other.conn_)),
           peer_(std::move(other.peer_)), closed_(std::exchange(other.closed_, true)) {}
 
+    /// Takes over; `other` is left closed.
     tcp& operator=(tcp&& other) noexcept {
         if (this != &other) {
             server_ = other.server_;
@@ -143,6 +150,7 @@ public:
         closed_ = true;
     }
 
+    /// Whether this is the server side.
     bool is_server() const noexcept { return server_; }
 
     /// For the narration: "tcp server on port 18515", "tcp client to host:port".

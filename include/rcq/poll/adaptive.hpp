@@ -21,10 +21,13 @@ class adaptive {
     static_assert(Spins > 0, "rcq::poll::adaptive<Spins>: spin at least once, or use poll::blocking");
 
 public:
+    /// Marks this type as a poll policy.
     using rcq_category = category::poll;
 
+    /// Creates the completion channel it blocks on.
     explicit adaptive(ibv_context* ctx) : blocking_(ctx) {}
 
+    /// A CQ bound to the completion channel.
     cq make_cq(ibv_context* ctx, int depth) { return blocking_.make_cq(ctx, depth); }
 
     /// Returns how many completions arrived (> 0), 0 when the deadline passed
@@ -42,6 +45,7 @@ public:
         return n;
     }
 
+    /// One line for the connection's narration.
     static const char* describe() noexcept { return "adaptive: spin, then block"; }
 
 private:

@@ -29,8 +29,10 @@ namespace rcq::poll {
 /// Move-only; owns the channel, which must outlive the CQ it made.
 class blocking {
 public:
+    /// Marks this type as a poll policy.
     using rcq_category = category::poll;
 
+    /// Creates the completion channel it blocks on; throws rcq::error.
     explicit blocking(ibv_context* ctx) : channel_(ibv_create_comp_channel(ctx)) {
         if (channel_ == nullptr) throw_error("ibv_create_comp_channel(" + device_name(ctx) + ")");
         // Non-blocking, so that a spurious wake-up cannot block in
@@ -42,6 +44,7 @@ public:
             throw_error("fcntl(O_NONBLOCK) on the completion channel", {}, err);
         }
     }
+    /// Takes over the channel.
     blocking(blocking&& other) noexcept : channel_(std::exchange(other.channel_, nullptr)) {}
     blocking& operator=(blocking&&) = delete;
     ~blocking() {

@@ -17,10 +17,13 @@ namespace rcq::poll {
 /// Lowest latency, one core at 100% while waiting. The clock is read once
 /// every 1024 empty polls, so an idle spin costs one poll_cq call.
 struct busy {
+    /// Marks this type as a poll policy.
     using rcq_category = category::poll;
 
+    /// Needs nothing from the device.
     explicit busy(ibv_context*) noexcept {}
 
+    /// One line for the connection's narration.
     static const char* describe() noexcept { return "busy polling"; }
 
     /// A plain CQ: spinning needs no completion channel.

@@ -1,6 +1,7 @@
-// bench/stub_provider.cpp - the stub device's objects, its data-path
-// functions, and the few control-path verbs it answers itself.
-#include "stub_provider.hpp"
+// The stub provider's objects, its data-path functions, and the few
+// control-path verbs it answers itself (see <rcq/stub/provider.hpp>).
+// Compiled into each program that links rcq::stub.
+#include <rcq/stub/provider.hpp>
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -13,7 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace rcq_stub {
+namespace rcq::stub {
 
 struct provider::device {
     // `context` comes first so that an ibv_context* of ours converts back to
@@ -112,7 +113,7 @@ Fn next_definition(const char* name) noexcept {
 [[noreturn]] void refuse(const char* verb) noexcept {
     std::fprintf(stderr,
                  "rcq_stub: %s called on a stub object; the stub owns it. Wrap stub objects with "
-                 "rcq_stub::rts_qp / adopted_cq, or release() rcq's owner before it is destroyed.\n",
+                 "rcq::stub::rts_qp / adopted_cq, or release() rcq's owner before it is destroyed.\n",
                  verb);
     std::abort();
 }
@@ -189,14 +190,14 @@ bool provider::is_stub(const ibv_context* ctx) noexcept {
     return ctx != nullptr && ctx->ops.post_send == &stub_post_send;
 }
 
-} // namespace rcq_stub
+} // namespace rcq::stub
 
 // -- interposed control-path verbs -------------------------------------------
 // Defined in the executable, these take precedence over libibverbs' own for
 // calls made by the program. Stub objects are answered here; everything else
 // goes on to the next definition (libibverbs).
 
-using rcq_stub::provider;
+using rcq::stub::provider;
 
 extern "C" int ibv_query_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask,
                             ibv_qp_init_attr* init_attr) {
@@ -218,7 +219,7 @@ extern "C" int ibv_query_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask,
         return 0;
     }
     using fn = int (*)(ibv_qp*, ibv_qp_attr*, int, ibv_qp_init_attr*);
-    static const fn real = rcq_stub::next_definition<fn>("ibv_query_qp");
+    static const fn real = rcq::stub::next_definition<fn>("ibv_query_qp");
     return real != nullptr ? real(qp, attr, attr_mask, init_attr) : ENOSYS;
 }
 
@@ -231,7 +232,7 @@ extern "C" ibv_comp_channel* ibv_create_comp_channel(ibv_context* context) {
         return new ibv_comp_channel{context, fd, 0};
     }
     using fn = ibv_comp_channel* (*)(ibv_context*);
-    static const fn real = rcq_stub::next_definition<fn>("ibv_create_comp_channel");
+    static const fn real = rcq::stub::next_definition<fn>("ibv_create_comp_channel");
     if (real == nullptr) {
         errno = ENOSYS;
         return nullptr;
@@ -246,27 +247,27 @@ extern "C" int ibv_destroy_comp_channel(ibv_comp_channel* channel) {
         return 0;
     }
     using fn = int (*)(ibv_comp_channel*);
-    static const fn real = rcq_stub::next_definition<fn>("ibv_destroy_comp_channel");
+    static const fn real = rcq::stub::next_definition<fn>("ibv_destroy_comp_channel");
     return real != nullptr ? real(channel) : ENOSYS;
 }
 
 extern "C" int ibv_destroy_qp(ibv_qp* qp) {
-    if (qp != nullptr && provider::is_stub(qp->context)) rcq_stub::refuse("ibv_destroy_qp");
+    if (qp != nullptr && provider::is_stub(qp->context)) rcq::stub::refuse("ibv_destroy_qp");
     using fn = int (*)(ibv_qp*);
-    static const fn real = rcq_stub::next_definition<fn>("ibv_destroy_qp");
+    static const fn real = rcq::stub::next_definition<fn>("ibv_destroy_qp");
     return real != nullptr ? real(qp) : ENOSYS;
 }
 
 extern "C" int ibv_destroy_cq(ibv_cq* cq) {
-    if (cq != nullptr && provider::is_stub(cq->context)) rcq_stub::refuse("ibv_destroy_cq");
+    if (cq != nullptr && provider::is_stub(cq->context)) rcq::stub::refuse("ibv_destroy_cq");
     using fn = int (*)(ibv_cq*);
-    static const fn real = rcq_stub::next_definition<fn>("ibv_destroy_cq");
+    static const fn real = rcq::stub::next_definition<fn>("ibv_destroy_cq");
     return real != nullptr ? real(cq) : ENOSYS;
 }
 
 extern "C" int ibv_destroy_srq(ibv_srq* srq) {
-    if (srq != nullptr && provider::is_stub(srq->context)) rcq_stub::refuse("ibv_destroy_srq");
+    if (srq != nullptr && provider::is_stub(srq->context)) rcq::stub::refuse("ibv_destroy_srq");
     using fn = int (*)(ibv_srq*);
-    static const fn real = rcq_stub::next_definition<fn>("ibv_destroy_srq");
+    static const fn real = rcq::stub::next_definition<fn>("ibv_destroy_srq");
     return real != nullptr ? real(srq) : ENOSYS;
 }
