@@ -351,7 +351,9 @@ private:
             std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) + ")");
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
             handshake_.established();
-            say("handshake: connection established (READs outstanding: " +
+            say("handshake: connection established; PSNs chosen by the CM: ours 0x" +
+                detail::hex(local_.psn) + ", the peer's 0x" + detail::hex(rtr.rq_psn) +
+                "; READs outstanding at most: " +
                 std::to_string(rts.max_rd_atomic) + " ours, " + std::to_string(rtr.max_dest_rd_atomic) +
                 " the peer's)");
         }

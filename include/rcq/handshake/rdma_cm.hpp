@@ -206,15 +206,10 @@ public:
     rtr_attrs rtr_attributes() {
         ibv_qp_attr a = qp_attributes(IBV_QPS_RTR);
         const ibv_global_route& grh = a.ah_attr.grh;
-        if (grh.flow_label != 0 || grh.traffic_class != 0 || a.ah_attr.sl != 0 ||
-            a.ah_attr.static_rate != 0)
-            throw_invalid(role() + ": the CM's route to " + peer_ + " asks for flow label " +
-                              std::to_string(grh.flow_label) + ", traffic class " +
-                              std::to_string(grh.traffic_class) + ", SL " + std::to_string(a.ah_attr.sl) +
-                              ", static rate " + std::to_string(a.ah_attr.static_rate),
-                          "rcq::rtr_attrs carries none of these; connect over IPv4 without a type of "
-                          "service (they are all 0 there)",
-                          ENOTSUP);
+        if (a.ah_attr.static_rate != 0)
+            throw_invalid(role() + ": the CM's route to " + peer_ + " asks for static rate " +
+                              std::to_string(a.ah_attr.static_rate),
+                          "rcq::rtr_attrs has no static rate; this device or fabric needs one", ENOTSUP);
         rtr_attrs r;
         r.dest_qpn = a.dest_qp_num;
         r.rq_psn = a.rq_psn;
@@ -224,6 +219,9 @@ public:
         r.port_num = a.ah_attr.port_num;
         r.path_mtu = a.path_mtu;
         r.hop_limit = grh.hop_limit;
+        r.flow_label = grh.flow_label;
+        r.traffic_class = grh.traffic_class;
+        r.sl = a.ah_attr.sl;
         r.max_dest_rd_atomic = responder_resources_;
         r.min_rnr_timer = a.min_rnr_timer;
         return r;
@@ -411,8 +409,6 @@ private:
             if (rdma_get_cm_event(channel_.get(), &ev) == 0) {
                 detail::cm_event_ptr owned(ev);
                 if (ev->id == id_.get() && ev->event == RDMA_CM_EVENT_DISCONNECTED) disconnected_ = true;
-                if (ev->listen_id != nullptr && ev->event == RDMA_CM_EVENT_CONNECT_REQUEST)
-                    rdma_reject(ev->id, nullptr, 0); // one peer only
                 continue;
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return;
@@ -569,30 +565,30 @@ private:
     // Server: the first connect request on the listener.
     void wait_for_request() {
         const std::string what = "waiting for a client on port " + std::to_string(port_);
-        for (;;) {
-            auto ev = next_event(what);
-            if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) continue; // nothing else concerns us yet
-            id_.reset(ev->id);
-            listener_.reset(); // one client only: later requests find no listener
-            char text[INET6_ADDRSTRLEN] = "?";
-            const sockaddr* peer = rdma_get_peer_addr(id_.get());
-            if (peer->sa_family == AF_INET)
-                inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, text, sizeof text);
-            else
-                inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, text, sizeof text);
-            peer_ = "client " + std::string(text) + ":" + std::to_string(ntohs(rdma_get_dst_port(id_.get())));
-            device_limits(responder_resources_, initiator_depth_);
-            responder_resources_ = std::min(responder_resources_, ev->param.conn.initiator_depth);
-            initiator_depth_ = std::min(initiator_depth_, ev->param.conn.responder_resources);
-            try {
-                take_peer(ev->param.conn);
-            } catch (const error&) {
-                ev.reset();
-                rdma_reject(id_.get(), nullptr, 0);
-                throw;
-            }
-            return;
+        auto ev = next_event(what);
+        while (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) ev = next_event(what); // nothing else concerns us yet
+        id_.reset(ev->id);
+        const sockaddr* peer = rdma_get_peer_addr(id_.get());
+        char text[INET6_ADDRSTRLEN] = "?";
+        if (peer->sa_family == AF_INET)
+            inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, text, sizeof text);
+        else
+            inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, text, sizeof text);
+        peer_ = "client " + std::string(text) + ":" + std::to_string(ntohs(rdma_get_dst_port(id_.get())));
+        device_limits(responder_resources_, initiator_depth_);
+        responder_resources_ = std::min(responder_resources_, ev->param.conn.initiator_depth);
+        initiator_depth_ = std::min(initiator_depth_, ev->param.conn.responder_resources);
+        try {
+            take_peer(ev->param.conn);
+        } catch (const error&) {
+            rdma_reject(id_.get(), nullptr, 0);
+            throw;
         }
+        // The event must be acknowledged before its listener can be destroyed
+        // (rdma_destroy_id waits for that). One client only: later requests
+        // find no listener.
+        ev.reset();
+        listener_.reset();
     }
 
     void take_peer(const rdma_conn_param& p) {
