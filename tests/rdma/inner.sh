@@ -57,6 +57,9 @@ if [ -x "$examples/rdma_server" ]; then
         "$examples/rdma_server --handshake=file:$folder" \
         "$examples/rdma_client --handshake=file:$folder" 'every byte checked'
     rm -rf "$folder"
+    run_pair "examples: rdma_server + rdma_client, rdma_cm handshake" \
+        "$examples/rdma_server --handshake=rdma_cm" \
+        "$examples/rdma_client $ip --handshake=rdma_cm" 'every byte checked'
     bash "$(dirname "$0")/../../examples/launch_env.sh" -t 60 \
         "$examples/rdma_server" --handshake=env --quiet -- \
         "$examples/rdma_client" --handshake=env --quiet
@@ -68,6 +71,11 @@ fi
 if [ -x "$examples/custom_policies" ]; then
     timeout 60 "$examples/custom_policies" --quiet
     report "examples: custom_policies" $?
+fi
+
+if [ -x "$examples/rcq_rping" ] && [ -x "$examples/rcq_rc_pingpong" ]; then
+    bash "$(dirname "$0")/interop.sh" "$build"
+    report "interop with stock rping and ibv_rc_pingpong (each pair above)" $?
 fi
 
 echo "== rdma: $passed parts passed, $failed failed"
