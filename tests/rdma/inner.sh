@@ -16,6 +16,20 @@ report() { # NAME STATUS
 
 echo "== device ${RCQ_DEVICE:-(first)}, GID index ${RCQ_GID_INDEX:-(automatic)}, IP ${RCQ_IP:-127.0.0.1}"
 
+# For the RDMA CM's bad-input tests, inside the VM only: a network device
+# with an address and no RDMA device behind it, and a host (the gateway) that
+# answers ARP but not RoCE.
+if [ -n "${RCQ_IN_VM:-}" ]; then
+    if ip link add rcqnordma type dummy 2>/dev/null && ip addr add 192.0.2.1/24 dev rcqnordma &&
+        ip link set rcqnordma up; then
+        export RCQ_NO_RDMA_IP=192.0.2.1
+    else
+        echo "== note: no dummy network device; the RDMA CM tests that need one are skipped"
+    fi
+    # qemu's user network: its gateway is .2 of the guest's /24.
+    [ -n "${RCQ_IP:-}" ] && [ -z "${RCQ_PEER_IP:-}" ] && export RCQ_GATEWAY_IP=${RCQ_IP%.*}.2
+fi
+
 "$build/tests/rcq_rdma_tests" --gtest_color=no
 report "rcq_rdma_tests" $?
 

@@ -509,8 +509,8 @@ private:
         peer_ = std::string(text) + ":" + std::to_string(port_);
         const int ms = std::max(1, budget().remaining_ms());
         if (rdma_resolve_addr(id_.get(), nullptr, reinterpret_cast<sockaddr*>(&addr), ms) != 0)
-            throw_error(role() + ": rdma_resolve_addr(" + peer_ + ")",
-                        "give the IP address of the server's RoCE interface");
+            throw_error(role() + ": resolving the address " + peer_ + ": rdma_resolve_addr",
+                        "no RDMA device can reach it: give the IP address of the server's RoCE interface");
         auto ev = next_event("resolving the address " + peer_);
         if (ev->event != RDMA_CM_EVENT_ADDR_RESOLVED) fail_on(*ev, "resolving the address " + peer_, "");
         ev.reset();
