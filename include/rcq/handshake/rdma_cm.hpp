@@ -152,7 +152,7 @@ public:
     /// Disconnects (the peer gets RDMA_CM_EVENT_DISCONNECTED) and frees the
     /// CM's objects. Destroy it after the QP, as rcq::connection does.
     ~rdma_cm() {
-        if (id_ && connected_ && !disconnected_) rdma_disconnect(id_.get());
+        if (id_ && connected_ && !disconnected_ && !we_disconnected_) rdma_disconnect(id_.get());
     }
 
     // -- what rcq::connection calls, in this order ---------------------------
@@ -268,7 +268,9 @@ public:
 
     // -- after the connection --------------------------------------------------
 
-    /// Whether the peer has disconnected (reads pending CM events, never blocks).
+    /// Whether the connection is down: RDMA_CM_EVENT_DISCONNECTED came, because
+    /// the peer disconnected or answered our disconnect(). Reads pending CM
+    /// events; never blocks.
     bool peer_disconnected() {
         if (!disconnected_ && channel_) drain(deadline(deadline::clock::now()));
         return disconnected_;
@@ -285,10 +287,12 @@ public:
                         "is the peer still running?", ETIMEDOUT);
     }
 
-    /// Disconnects from the peer now (also done on destruction).
+    /// Disconnects from the peer now (also done on destruction). The peer
+    /// gets RDMA_CM_EVENT_DISCONNECTED; so do we, once it answers, after
+    /// which peer_disconnected() is true as well.
     void disconnect() noexcept {
-        if (id_ && connected_ && !disconnected_) rdma_disconnect(id_.get());
-        disconnected_ = true;
+        if (id_ && connected_ && !disconnected_ && !we_disconnected_) rdma_disconnect(id_.get());
+        we_disconnected_ = true;
     }
 
     /// READs the peer may have outstanding on us, and we on the peer, as agreed.
@@ -645,7 +649,8 @@ private:
     std::uint8_t responder_resources_ = 0;
     std::uint8_t initiator_depth_ = 0;
     bool connected_ = false;
-    bool disconnected_ = false;
+    bool disconnected_ = false;    // RDMA_CM_EVENT_DISCONNECTED came
+    bool we_disconnected_ = false; // disconnect() was called
 };
 
 } // namespace rcq::handshake
