@@ -41,3 +41,12 @@ void readme_operations(rcq::qp<rcq::state::rts>& q, const rcq::remote_region& pe
         rcq::cq_ex c(ctx, n);
     }
 }
+
+void readme_rdma_cm() {
+    rcq::connection_options opts;
+    opts.remote_access = IBV_ACCESS_REMOTE_WRITE; // our memory token rides in the private data
+    rcq::connection<rcq::handshake::rdma_cm> conn(
+        rcq::handshake::rdma_cm::client("10.0.2.15", 7471), opts);
+    // ... post and wait as with any connection; later, if a wait fails:
+    if (conn.handshake().peer_disconnected()) { /* RDMA_CM_EVENT_DISCONNECTED came */ }
+}

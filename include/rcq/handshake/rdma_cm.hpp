@@ -109,9 +109,11 @@ inline std::string cm_reject_reason(int status) {
 /// whose request finds no listener (REJECTED, "invalid service ID") tries
 /// again until the deadline, as the tcp client does.
 ///
-/// barrier() sends nothing: the CM has no channel left once connected. The
-/// QP's rnr_retry is 7 (retry forever), so a SEND that reaches the peer
-/// before its RECV is retried by the transport until the RECV is posted.
+/// barrier() sends nothing: the CM has no channel left once connected. rcq
+/// asks for an RNR retry count of 7 (retry forever) in its request and its
+/// reply, which sets the peer's QP, so a SEND from the peer that arrives
+/// before our RECV is retried by the transport until the RECV is posted. Our
+/// own QP's count is the one the peer asked for (7 from rcq and rping).
 ///
 /// A disconnect from the peer (RDMA_CM_EVENT_DISCONNECTED) is kept:
 /// peer_disconnected() says whether it came, wait_for_disconnect() waits for
