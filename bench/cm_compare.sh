@@ -28,8 +28,17 @@ inner() { # BUILD WORK ROUNDS
         port=$((port + 1))
         timeout -k 5 120 "$@" -p "$port" >"$work/raw/$name.server" 2>&1 &
         local pid=$!
-        sleep 2 # neither perftest's -R client nor its TCP client waits for a late server
-        timeout -k 5 120 "$@" -p "$port" "$ip" >"$work/raw/$name.client" 2>&1 || echo "$name: client failed" >&2
+        # Neither perftest's -R client nor its TCP client waits for a late
+        # server (the -R one gets REJECTED and gives up): start late, and
+        # start again while the server is still waiting.
+        sleep 2
+        local attempt
+        for attempt in 1 2 3 4 5 6 7 8 9 10; do
+            timeout -k 5 120 "$@" -p "$port" "$ip" >"$work/raw/$name.client" 2>&1 && break
+            kill -0 "$pid" 2>/dev/null || break
+            echo "$name: client attempt $attempt failed; again" >&2
+            sleep 1
+        done
         wait "$pid" || echo "$name: server failed" >&2
     }
     for ((r = 1; r <= rounds; r++)); do
