@@ -56,7 +56,6 @@ concept brings_own_pd = requires(const typename B::config& c) {
     { B::protection_domain(c) } -> std::same_as<ibv_pd*>;
 };
 
-/// A policy's one-line description for the narration, if it has one.
 /// A handshake that sets up the connection itself (rcq::handshake::rdma_cm):
 /// it names the device its address resolves to, the QP follows the
 /// attributes it gives, and it is told once the QP is in RTS.
@@ -71,6 +70,7 @@ concept handshake_drives_the_qp = requires(H& h, unsigned access) {
     h.established();
 };
 
+/// A policy's one-line description for the narration, if it has one.
 template <class P>
 std::string describe_policy(const P& p) {
     if constexpr (requires { { p.describe() } -> std::convertible_to<std::string>; })
