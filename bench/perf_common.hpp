@@ -5,6 +5,7 @@
 #pragma once
 
 #include <rcq/connection.hpp>
+#include <rcq/handshake/rdma_cm.hpp>
 #include <rcq/send_queue.hpp>
 #include <rcq/work_completion.hpp>
 #include <rcq/wr.hpp>
@@ -65,6 +66,8 @@ private:
 inline constexpr std::size_t max_message = 1 << 20;
 using buffer = rcq::buffer::owned<2 * max_message>;
 using connection = rcq::connection<buffer>;
+/// rcq_lat --cm: the same connection set up through the RDMA CM.
+using cm_connection = rcq::connection<buffer, rcq::handshake::rdma_cm>;
 /// Where incoming messages land in the buffer.
 inline constexpr std::size_t incoming_offset = max_message;
 
@@ -90,6 +93,7 @@ struct options {
     std::uint32_t inline_size = 0;
     std::string op = "send"; // rcq_lat: send or write
     std::chrono::seconds timeout{60};
+    bool cm = false; // rcq_lat --cm: connect through the RDMA CM, not TCP
 
     bool is_client() const noexcept { return !host.empty(); }
 };
@@ -136,6 +140,7 @@ inline options parse(int argc, char** argv, options o, bool with_op, bool with_p
         else if (arg == "-t") o.timeout = std::chrono::seconds(number<int>(value(), 1, 3600, "timeout"));
         else if (with_post_list && arg == "-l")
             o.post_list = number<std::size_t>(value(), 1, sq_depth, "post list");
+        else if (with_op && arg == "--cm") o.cm = true;
         else if (with_op && arg == "--op") {
             o.op = value();
             if (o.op != "send" && o.op != "write") throw usage_error("--op is send or write");
@@ -158,6 +163,12 @@ void with_constant(std::size_t v, F&& f) {
         (void)((v == Values[I] ? (f(std::integral_constant<std::size_t, Values[I]>{}), true) : false) ||
                ...);
     }(std::make_index_sequence<Values.size()>{});
+}
+
+inline rcq::handshake::rdma_cm cm_handshake(const options& o) {
+    const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(o.timeout);
+    return o.is_client() ? rcq::handshake::rdma_cm::client(o.host, o.port, budget)
+                         : rcq::handshake::rdma_cm::server(o.port, budget);
 }
 
 inline rcq::handshake::tcp handshake(const options& o) {
@@ -204,8 +215,8 @@ void poll_until(const rcq::cq& cq, const rcq::deadline& until, const char* what,
 inline const char* rule =
     "---------------------------------------------------------------------------------------\n";
 
-inline void print_header(const char* title, const options& o, const connection& conn,
-                         bool bandwidth) {
+template <class Connection>
+void print_header(const char* title, const options& o, const Connection& conn, bool bandwidth) {
     std::printf("%s                    %s\n", rule, title);
     std::printf(" Device         : %-14s Connection type : RC\n",
                 rcq::device_name(conn.device()).c_str());

@@ -2,7 +2,7 @@
 // and reported the way perftest's ib_send_lat / ib_write_lat do.
 //
 //   server:  rcq_lat [--op send|write] [-d dev] [-x gid_index] [-s size] [-n iters]
-//                    [-Q cq_mod] [-I inline] [-p port] [-t timeout_s]
+//                    [-Q cq_mod] [-I inline] [-p port] [-t timeout_s] [--cm]
 //   client:  rcq_lat [same options] <server host>
 //
 // --op send : each side sends a SEND and waits for the peer's, into receives
@@ -16,6 +16,9 @@
 // Sends go through rcq::send_queue, signaled every -Q (default 1: every
 // send); a signaled send is waited for before going on, as perftest does.
 // Every wait is bounded by -t seconds (default 60), handshake included.
+// --cm connects through the RDMA CM (rcq::handshake::rdma_cm, -p is then the
+// RDMA CM port) instead of TCP. The client prints how long setting up the
+// connection took (its constructor: device, memory, CQ, QP, handshake).
 #include "perf_common.hpp"
 
 namespace {
@@ -24,16 +27,16 @@ using namespace rcq_perf;
 
 constexpr const char* usage =
     "usage: rcq_lat [--op send|write] [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod]\n"
-    "               [-I inline_size] [-p port] [-t timeout_s] [server_host]\n"
+    "               [-I inline_size] [-p port] [-t timeout_s] [--cm] [server_host]\n"
     "  server when no host is given; defaults: --op send, -s 2, -n 1000, -Q 1, -I 0,\n"
     "  -p 18515, -t 60, the first device and its RoCE v2 GID.\n";
 
 /// One side of the ping-pong. `Every` is the signaling interval (-Q). The
 /// work requests are built once and posted again and again, as perftest does.
-template <std::size_t Every>
+template <class Connection, std::size_t Every>
 class ping_pong {
 public:
-    ping_pong(connection& conn, const options& o)
+    ping_pong(Connection& conn, const options& o)
         : conn_(conn), o_(o), write_(o.op == "write"), sq_(std::move(conn.queue_pair())),
           size_(static_cast<std::uint32_t>(o.size)),
           out_(rcq::local(conn.buffer_policy(), 0, size_)),
@@ -143,7 +146,7 @@ private:
 
     static std::uint8_t tag(std::uint64_t n) noexcept { return static_cast<std::uint8_t>(n % 255 + 1); }
 
-    connection& conn_;
+    Connection& conn_;
     const options& o_;
     bool write_;
     rcq::send_queue<sq_depth, Every> sq_;
@@ -159,23 +162,48 @@ private:
     std::uint64_t sends_completed_ = 0;
 };
 
+template <class Connection, class MakeHandshake>
+void measure(const options& o, MakeHandshake make_handshake) {
+    using Handshake = decltype(make_handshake(o));
+    const bool write = o.op == "write";
+    // The handshake is made inside the timed span: librdmacm opens the
+    // devices when its first event channel is created.
+    const auto start = std::chrono::steady_clock::now();
+    Connection conn(make_handshake(o), connection_options(o, write));
+    const double setup_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    print_header(write ? "rcq RDMA_Write Latency Test" : "rcq Send Latency Test", o, conn, false);
+    if (o.is_client())
+        std::printf(" Connection set-up: %.2f ms (%s handshake)\n", setup_ms, o.cm ? "rdma_cm" : "tcp");
+
+    std::pair<std::vector<std::uint64_t>, double> posted;
+    with_constant<signal_intervals>(o.cq_mod, [&](auto every) {
+        ping_pong<Connection, decltype(every)::value> side(conn, o);
+        posted = side.run();
+    });
+    // Neither side leaves before the other is done: its last message
+    // may still be waiting for the ACK the peer's QP sends. Over TCP that
+    // is the barrier; over the RDMA CM the server, which finishes last (its
+    // last message is the last one), disconnects and the client waits for it.
+    if constexpr (std::same_as<Handshake, rcq::handshake::rdma_cm>) {
+        if (o.is_client())
+            conn.handshake().wait_for_disconnect(o.timeout);
+        else
+            conn.handshake().disconnect();
+    } else {
+        conn.ready();
+    }
+    print_latency(o, posted.first, posted.second);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
     return run("rcq_lat", usage, [&] {
         const options o = parse(argc, argv, options{}, true, false);
-        const bool write = o.op == "write";
-        connection conn(handshake(o), connection_options(o, write));
-        print_header(write ? "rcq RDMA_Write Latency Test" : "rcq Send Latency Test", o, conn, false);
-
-        std::pair<std::vector<std::uint64_t>, double> posted;
-        with_constant<signal_intervals>(o.cq_mod, [&](auto every) {
-            ping_pong<decltype(every)::value> side(conn, o);
-            posted = side.run();
-        });
-        // Neither side leaves before the other is done: its last message
-        // may still be waiting for the ACK the peer's QP sends.
-        conn.ready();
-        print_latency(o, posted.first, posted.second);
+        if (o.cm)
+            measure<cm_connection>(o, cm_handshake);
+        else
+            measure<connection>(o, handshake);
     });
 }

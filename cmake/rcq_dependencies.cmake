@@ -17,6 +17,24 @@ if(NOT TARGET rcq::ibverbs)
     endif()
 endif()
 
+# librdmacm (rdma-core, like libibverbs) for rcq::handshake::rdma_cm. It is
+# required rather than optional: it ships beside libibverbs in every
+# distribution, and a header that compiles only sometimes would need a second
+# target and a guard in every header set check.
+if(NOT TARGET rcq::rdmacm)
+    find_package(PkgConfig QUIET)
+    if(PkgConfig_FOUND)
+        pkg_check_modules(RCQ_RDMACM QUIET IMPORTED_TARGET GLOBAL librdmacm)
+    endif()
+    if(TARGET PkgConfig::RCQ_RDMACM)
+        add_library(rcq::rdmacm ALIAS PkgConfig::RCQ_RDMACM)
+    else()
+        message(FATAL_ERROR
+            "rcq needs librdmacm (rdma-core) and pkg-config; on Debian: "
+            "apt-get install librdmacm-dev pkg-config")
+    endif()
+endif()
+
 # Boost.Hana is header-only: Boost's headers are enough.
 if(NOT TARGET Boost::headers)
     find_package(Boost 1.74 QUIET)

@@ -2,8 +2,9 @@
 #
 #   conan create conan/ --build=missing
 #
-# Boost (for Hana) comes from Conan, header-only. libibverbs is taken from the
-# system (Debian: libibverbs-dev, with ibverbs-providers at run time): it
+# Boost (for Hana) comes from Conan, header-only. libibverbs and librdmacm are
+# taken from the system (Debian: libibverbs-dev and librdmacm-dev, with
+# ibverbs-providers at run time): they
 # talks to the kernel's RDMA stack and the providers that match it, so a
 # second copy from a package manager would only risk a mismatch.
 import os
@@ -57,5 +58,5 @@ class RcqConan(ConanFile):
         self.cpp_info.set_property("cmake_target_name", "rcq::rcq")
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
-        self.cpp_info.system_libs = ["ibverbs"]
+        self.cpp_info.system_libs = ["ibverbs", "rdmacm"]
         self.cpp_info.requires = ["boost::headers"]

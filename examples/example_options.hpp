@@ -10,8 +10,9 @@
 // and the policies, chosen at run time among combinations compiled in:
 //   --poll=busy|blocking|adaptive          (busy)
 //   --buffer=owned|huge|borrowed|external  (owned)
-//   --handshake=tcp|file:DIR|env           (tcp)
-// With file: or env, the client takes no server address.
+//   --handshake=tcp|file:DIR|env|rdma_cm   (tcp)
+// With file: or env, the client takes no server address; with rdma_cm, -p is
+// the RDMA CM port and the server address is its RoCE interface's IP.
 #pragma once
 
 #include <rcq/rcq.hpp>
@@ -38,7 +39,7 @@ using buffer_policy = rcq::buffer::owned<2 * max_message>;
 
 enum class poll_kind { busy, blocking, adaptive };
 enum class buffer_kind { owned, huge, borrowed, external };
-enum class handshake_kind { tcp, file, env };
+enum class handshake_kind { tcp, file, env, rdma_cm };
 
 struct options {
     poll_kind poll = poll_kind::busy;
@@ -90,11 +91,13 @@ inline void choose_handshake(std::string_view v, options& o) {
         o.handshake = handshake_kind::tcp;
     } else if (v == "env") {
         o.handshake = handshake_kind::env;
+    } else if (v == "rdma_cm") {
+        o.handshake = handshake_kind::rdma_cm;
     } else if (v.starts_with("file:") && v.size() > 5) {
         o.handshake = handshake_kind::file;
         o.folder = v.substr(5);
     } else {
-        throw usage_error("--handshake=" + std::string(v) + ": choose tcp, file:DIR or env");
+        throw usage_error("--handshake=" + std::string(v) + ": choose tcp, file:DIR, env or rdma_cm");
     }
 }
 
@@ -125,7 +128,7 @@ inline options parse(int argc, char** argv, bool is_client) {
         else positional.push_back(arg);
     }
     std::size_t next = 0;
-    if (is_client && o.handshake == handshake_kind::tcp) {
+    if (is_client && (o.handshake == handshake_kind::tcp || o.handshake == handshake_kind::rdma_cm)) {
         if (positional.empty()) throw usage_error("the server's address is missing");
         o.server = positional[next++];
     }
@@ -144,7 +147,7 @@ inline void print_usage(const char* program, bool is_client) {
               << " [device] [port] [gid_index] [-d dev] [-p port] [-g gid_index]"
                  " [-s size] [-t timeout_s] [--quiet]\n"
                  "    [--poll=busy|blocking|adaptive] [--buffer=owned|huge|borrowed|external]\n"
-                 "    [--handshake=tcp|file:DIR|env]   (file: and env: no server address)\n"
+                 "    [--handshake=tcp|file:DIR|env|rdma_cm]   (file: and env: no server address)\n"
                  "  port defaults to 18515, the GID index to the port's RoCE v2 IPv4 GID,\n"
                  "  size to 4096 bytes (at most "
               << max_message << "), the handshake timeout to 60 s.\n";
@@ -245,6 +248,11 @@ inline rcq::handshake::file make_handshake(tag<rcq::handshake::file>, const opti
 inline rcq::handshake::env make_handshake(tag<rcq::handshake::env>, const options& o, bool) {
     return rcq::handshake::env(o.timeout);
 }
+inline rcq::handshake::rdma_cm make_handshake(tag<rcq::handshake::rdma_cm>, const options& o,
+                                              bool server) {
+    return server ? rcq::handshake::rdma_cm::server(o.port, o.timeout)
+                  : rcq::handshake::rdma_cm::client(o.server, o.port, o.timeout);
+}
 
 /// Builds the connection with the policies the command line chose and runs
 /// `body(connection&)`. Every combination is compiled in; the choice among
@@ -264,6 +272,7 @@ int with_connection(const options& o, bool server, Body body) {
         switch (o.handshake) {
         case handshake_kind::tcp: return build(poll, buffer, tag<rcq::handshake::tcp>{});
         case handshake_kind::file: return build(poll, buffer, tag<rcq::handshake::file>{});
+        case handshake_kind::rdma_cm: return build(poll, buffer, tag<rcq::handshake::rdma_cm>{});
         default: return build(poll, buffer, tag<rcq::handshake::env>{});
         }
     };

@@ -4,9 +4,9 @@
 # tests/softroce/run when it first runs.
 set -euo pipefail
 
-packages=(cmake make g++ pkg-config libibverbs-dev ibverbs-providers rdma-core ibverbs-utils
-          libboost-dev googletest libgtest-dev libgmock-dev libbenchmark-dev valgrind clang-tidy
-          doxygen)
+packages=(cmake make g++ pkg-config libibverbs-dev librdmacm-dev ibverbs-providers rdma-core
+          ibverbs-utils rdmacm-utils libboost-dev googletest libgtest-dev libgmock-dev
+          libbenchmark-dev valgrind clang-tidy doxygen)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -58,6 +58,20 @@ concept brings_own_pd = requires(const typename B::config& c) {
     { B::protection_domain(c) } -> std::same_as<ibv_pd*>;
 };
 
+/// A handshake that sets up the connection itself (rcq::handshake::rdma_cm):
+/// it names the device its address resolves to, the QP follows the
+/// attributes it gives, and it is told once the QP is in RTS.
+template <class H>
+concept handshake_drives_the_qp = requires(H& h, unsigned access) {
+    { h.resolve() } -> std::same_as<ibv_context*>;
+    { h.port_num() } -> std::convertible_to<std::uint8_t>;
+    { h.gid_index() } -> std::same_as<std::optional<int>>;
+    { h.init_attributes(access) } -> std::same_as<init_attrs>;
+    { h.rtr_attributes() } -> std::same_as<rtr_attrs>;
+    { h.rts_attributes() } -> std::same_as<rts_attrs>;
+    h.established();
+};
+
 /// A policy's one-line description for the narration, if it has one.
 template <class P>
 std::string describe_policy(const P& p) {
@@ -113,16 +127,16 @@ public:
                         const buffer_config& buffer_cfg = {})
         : out_(checked(opts).narrate),
           timeout_(opts.completion_timeout),
+          handshake_(std::move(handshake)),
           own_ctx_(open_device(opts, buffer_cfg)),
-          ctx_(own_ctx_ ? own_ctx_->get() : borrowed_pd(buffer_cfg)->context),
-          port_(query_port(ctx_, opts.port)),
+          ctx_(own_ctx_ ? own_ctx_->get() : given_context(buffer_cfg)),
+          port_(query_port(ctx_, port_num(opts))),
           gid_(pick_gid(opts)),
-          own_pd_(own_ctx_ ? std::optional<pd>(make_pd()) : std::nullopt),
+          own_pd_(borrowed_pd(buffer_cfg) ? std::nullopt : std::optional<pd>(make_pd())),
           pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
           buffer_(make_buffer(buffer_cfg, static_cast<int>(opts.remote_access))),
           poll_(ctx_),
           cq_(make_cq(opts)),
-          handshake_(std::move(handshake)),
           qp_(establish(opts)) {}
 
     connection(const connection&) = delete;
@@ -150,6 +164,12 @@ public:
     /// The go-ahead: returns once both sides called it. Call it after posting
     /// the receives the peer's first sends will land in.
     void ready() {
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
+            handshake_.barrier();
+            say("handshake: no go-ahead to exchange; a SEND that arrives before the peer's RECV "
+                "is retried (rnr_retry 7)");
+            return;
+        }
         say("handshake: waiting for the peer's go-ahead");
         try {
             handshake_.barrier();
@@ -160,6 +180,9 @@ public:
         }
         say("handshake: both sides ready; the peer's receives are posted");
     }
+
+    /// The handshake policy, e.g. to ask rdma_cm whether the peer disconnected.
+    handshake_type& handshake() noexcept { return handshake_; }
 
     /// SEND of `length` bytes at `offset` in the buffer, signaled. Returns 0,
     /// ERANGE when offset + length reaches past buffer() (nothing is posted;
@@ -265,11 +288,15 @@ private:
                             "before waiting",
                             ETIMEDOUT);
             throw_error("no completion for " + std::string(what) + " within " +
-                            std::to_string(timeout_.count()) + " ms",
+                            std::to_string(timeout_.count()) + " ms" + peer_gone_note(),
                         "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
         }
         posted_ -= posted_ != 0;
+        if (wc.status != IBV_WC_SUCCESS && !peer_gone_note().empty())
+            throw_error("completion for " + std::string(what) + ": " + ibv_wc_status_str(wc.status) +
+                            " (WR id " + std::to_string(wc.wr_id) + ")" + peer_gone_note(),
+                        "", ECONNRESET);
         check_completion(wc, what);
         narrate_completion(wc);
         return wc;
@@ -320,6 +347,30 @@ private:
         }
     }
 
+    // ", and the peer disconnected (...)" when the handshake saw it go.
+    std::string peer_gone_note() {
+        if constexpr (requires { { handshake_.peer_disconnected() } -> std::same_as<bool>; })
+            if (handshake_.peer_disconnected())
+                return "; the peer disconnected (RDMA_CM_EVENT_DISCONNECTED)";
+        return {};
+    }
+
+    std::uint8_t port_num(const connection_options& opts) const {
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>)
+            return handshake_.port_num();
+        else
+            return opts.port;
+    }
+
+    // The context when the connection opens none: the buffer's, else the handshake's.
+    ibv_context* given_context(const buffer_config& cfg) {
+        if (ibv_pd* given = borrowed_pd(cfg)) return given->context;
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>)
+            return handshake_.resolve();
+        else
+            return nullptr;
+    }
+
     static ibv_pd* borrowed_pd(const buffer_config& cfg) {
         if constexpr (detail::brings_own_pd<buffer_type>)
             return buffer_type::protection_domain(cfg);
@@ -328,7 +379,24 @@ private:
     }
 
     std::optional<context> open_device(const connection_options& opts,
-                                       const buffer_config& cfg) const {
+                                       const buffer_config& cfg) {
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
+            const std::string how = detail::describe_policy(handshake_);
+            say("handshake" + (how.empty() ? "" : " (" + how + ")") + ": resolving the peer");
+            ibv_context* cm = handshake_.resolve();
+            const std::string name = device_name(cm);
+            if (!opts.device.empty() && opts.device != name)
+                throw_error("the peer's address resolves to " + name + ", not to " + opts.device,
+                            "drop the device option, or give an address on " + opts.device, EINVAL);
+            if (ibv_pd* given = borrowed_pd(cfg); given != nullptr && given->context != cm)
+                throw_error("the buffer's memory region is on another device context than the "
+                            "RDMA CM's (" + name + ")",
+                            "register the memory on the connection's context, or use an owned buffer",
+                            EINVAL);
+            say("using device " + name + ", port " + std::to_string(handshake_.port_num()) +
+                ", as the RDMA CM resolved it");
+            return std::nullopt;
+        }
         if (ibv_pd* given = borrowed_pd(cfg)) {
             const std::string name = device_name(given->context);
             if (!opts.device.empty() && opts.device != name)
@@ -346,15 +414,17 @@ private:
     gid_entry pick_gid(const connection_options& opts) const {
         const std::string name = device_name(ctx_);
         if (port_.state != IBV_PORT_ACTIVE)
-            throw_error(name + " port " + std::to_string(opts.port) + " is " +
+            throw_error(name + " port " + std::to_string(port_num(opts)) + " is " +
                             std::string(port_state_name(port_.state)) + ", not ACTIVE",
                         "check the link: `ibv_devinfo -d " + name + "`", ENETDOWN);
-        say("port " + std::to_string(opts.port) + ": ACTIVE, active MTU " +
+        say("port " + std::to_string(port_num(opts)) + ": ACTIVE, active MTU " +
             std::to_string(mtu_bytes(port_.active_mtu)) + ", LID " + std::to_string(port_.lid));
-        gid_entry g = choose_gid(ctx_, opts.port, opts.gid_index);
+        std::optional<int> index = opts.gid_index;
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>) index = handshake_.gid_index();
+        gid_entry g = choose_gid(ctx_, port_num(opts), index);
         say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
             (g.netdev().empty() ? "" : " on " + g.netdev()) +
-            (opts.gid_index ? "" : ", chosen automatically"));
+            (index ? "" : ", chosen automatically"));
         return g;
     }
 
@@ -384,8 +454,10 @@ private:
         qp<state::reset> fresh(pd_, cq_, opts.caps);
         say("created RC queue pair: QPN 0x" + detail::hex(fresh.qp_num()) + ", state RESET");
 
-        auto initialized = std::move(fresh).to_init({.port_num = opts.port,
-                                                     .access = opts.remote_access});
+        init_attrs init{.port_num = opts.port, .access = opts.remote_access};
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>)
+            init = handshake_.init_attributes(opts.remote_access);
+        auto initialized = std::move(fresh).to_init(init);
         say("QP RESET -> INIT");
 
         local_.qpn = initialized.qp_num();
@@ -403,7 +475,7 @@ private:
         remote_ = handshake_.exchange(local_);
         say("handshake: received peer endpoint  " + describe(remote_));
 
-        auto ready_to_receive = std::move(initialized).to_rtr({
+        rtr_attrs rtr{
             .dest_qpn = remote_.qpn,
             .rq_psn = remote_.psn,
             .dlid = remote_.lid,
@@ -411,14 +483,29 @@ private:
             .sgid_index = static_cast<std::uint8_t>(gid_.index),
             .port_num = opts.port,
             .path_mtu = port_.active_mtu,
-        });
-        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(port_.active_mtu)) +
+        };
+        rts_attrs rts{.sq_psn = local_.psn};
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
+            // The CM chose the PSNs, the path and the READ depth.
+            rtr = handshake_.rtr_attributes();
+            rts = handshake_.rts_attributes();
+            local_.psn = rts.sq_psn;
+        }
+        auto ready_to_receive = std::move(initialized).to_rtr(rtr);
+        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) +
             ", remote QPN 0x" + detail::hex(remote_.qpn) + ")");
 
-        const rts_attrs rts{.sq_psn = local_.psn};
         auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
         say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
             std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) + ")");
+        if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
+            handshake_.established();
+            say("handshake: connection established; PSNs chosen by the CM: ours 0x" +
+                detail::hex(local_.psn) + ", the peer's 0x" + detail::hex(rtr.rq_psn) +
+                "; READs outstanding at most: " +
+                std::to_string(rts.max_rd_atomic) + " ours, " + std::to_string(rtr.max_dest_rd_atomic) +
+                " the peer's)");
+        }
         return ready_to_send;
     }
 
@@ -430,7 +517,10 @@ private:
     std::ostream* out_;
     std::chrono::milliseconds timeout_;
     // Declaration order is construction order; destruction runs backwards,
-    // so the QP goes first and the device last, as verbs requires.
+    // so the QP goes first and the device last, as verbs requires. The
+    // handshake comes first: rdma_cm resolves the device the rest is made on,
+    // and its CM identifier must outlive the QP.
+    handshake_type handshake_;
     std::optional<context> own_ctx_; // empty when the buffer brings its own PD
     ibv_context* ctx_;
     ibv_port_attr port_;
@@ -440,7 +530,6 @@ private:
     buffer_type buffer_;
     poll_type poll_; // may own a completion channel, which must outlive the CQ
     cq cq_;
-    handshake_type handshake_;
     endpoint local_{};
     endpoint remote_{};
     std::size_t posted_ = 0; // posted through post_send/post_recv, not yet waited for

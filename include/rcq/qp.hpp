@@ -68,6 +68,12 @@ struct rtr_attrs {
     ibv_mtu path_mtu = IBV_MTU_1024; ///< The path MTU: at most the port's active MTU.
     /// The GRH hop limit.
     std::uint8_t hop_limit = 64;
+    /// GRH flow label and traffic class, and the service level: 0 unless a
+    /// connection manager chose them (RoCE v2 derives the UDP source port
+    /// from the flow label).
+    std::uint32_t flow_label = 0;
+    std::uint8_t traffic_class = 0;
+    std::uint8_t sl = 0;
     /// RDMA READs and atomics the peer may have outstanding on us.
     std::uint8_t max_dest_rd_atomic = 1;
     std::uint8_t min_rnr_timer = 12; ///< The RNR NAK timer code (12: 0.64 ms).
@@ -202,6 +208,9 @@ public:
         attr.ah_attr.dlid = a.dlid;
         attr.ah_attr.port_num = a.port_num;
         attr.ah_attr.grh.hop_limit = a.hop_limit;
+        attr.ah_attr.grh.flow_label = a.flow_label;
+        attr.ah_attr.grh.traffic_class = a.traffic_class;
+        attr.ah_attr.sl = a.sl;
         attr.ah_attr.grh.sgid_index = a.sgid_index;
         std::memcpy(attr.ah_attr.grh.dgid.raw, a.dgid.data(), 16);
         modify(attr,

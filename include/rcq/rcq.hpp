@@ -16,6 +16,7 @@
 #include <rcq/extended.hpp>
 #include <rcq/handshake/env.hpp>
 #include <rcq/handshake/file.hpp>
+#include <rcq/handshake/rdma_cm.hpp>
 #include <rcq/handshake/tcp.hpp>
 #include <rcq/mr.hpp>
 #include <rcq/pd.hpp>

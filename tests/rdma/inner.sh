@@ -16,6 +16,20 @@ report() { # NAME STATUS
 
 echo "== device ${RCQ_DEVICE:-(first)}, GID index ${RCQ_GID_INDEX:-(automatic)}, IP ${RCQ_IP:-127.0.0.1}"
 
+# For the RDMA CM's bad-input tests, inside the VM only: a network device
+# with an address and no RDMA device behind it, and a host (the gateway) that
+# answers ARP but not RoCE.
+if [ -n "${RCQ_IN_VM:-}" ]; then
+    if ip link add rcqnordma type dummy 2>/dev/null && ip addr add 192.0.2.1/24 dev rcqnordma &&
+        ip link set rcqnordma up; then
+        export RCQ_NO_RDMA_IP=192.0.2.1
+    else
+        echo "== note: no dummy network device; the RDMA CM tests that need one are skipped"
+    fi
+    # qemu's user network: its gateway is .2 of the guest's /24.
+    [ -n "${RCQ_IP:-}" ] && [ -z "${RCQ_PEER_IP:-}" ] && export RCQ_GATEWAY_IP=${RCQ_IP%.*}.2
+fi
+
 "$build/tests/rcq_rdma_tests" --gtest_color=no
 report "rcq_rdma_tests" $?
 
@@ -57,6 +71,9 @@ if [ -x "$examples/rdma_server" ]; then
         "$examples/rdma_server --handshake=file:$folder" \
         "$examples/rdma_client --handshake=file:$folder" 'every byte checked'
     rm -rf "$folder"
+    run_pair "examples: rdma_server + rdma_client, rdma_cm handshake" \
+        "$examples/rdma_server --handshake=rdma_cm" \
+        "$examples/rdma_client $ip --handshake=rdma_cm" 'every byte checked'
     bash "$(dirname "$0")/../../examples/launch_env.sh" -t 60 \
         "$examples/rdma_server" --handshake=env --quiet -- \
         "$examples/rdma_client" --handshake=env --quiet
@@ -89,6 +106,11 @@ fi
 if [ -x "$examples/custom_policies" ]; then
     timeout 60 "$examples/custom_policies" --quiet
     report "examples: custom_policies" $?
+fi
+
+if [ -x "$examples/rcq_rping" ] && [ -x "$examples/rcq_rc_pingpong" ]; then
+    bash "$(dirname "$0")/interop.sh" "$build"
+    report "interop with stock rping and ibv_rc_pingpong (each pair above)" $?
 fi
 
 echo "== rdma: $passed parts passed, $failed failed"

@@ -48,3 +48,12 @@ void readme_buffers(rcq::handshake::tcp h1, rcq::handshake::tcp h2, std::size_t 
     rcq::connection<rcq::buffer::borrowed> a(std::move(h1), {}, {.memory = memory});
     rcq::connection<rcq::buffer::owned<rcq::buffer::run_time_size>> b(std::move(h2), {}, {.bytes = size});
 }
+
+void readme_rdma_cm() {
+    rcq::connection_options opts;
+    opts.remote_access = IBV_ACCESS_REMOTE_WRITE; // our memory token rides in the private data
+    rcq::connection<rcq::handshake::rdma_cm> conn(
+        rcq::handshake::rdma_cm::client("10.0.2.15", 7471), opts);
+    // ... post and wait as with any connection; later, if a wait fails:
+    if (conn.handshake().peer_disconnected()) { /* RDMA_CM_EVENT_DISCONNECTED came */ }
+}
