@@ -1,6 +1,7 @@
 // rcq/wr.hpp - work requests whose opcode is part of their type.
 #pragma once
 
+#include <rcq/detail/misuse.hpp>
 #include <rcq/error.hpp>
 #include <rcq/remote.hpp>
 
@@ -17,9 +18,15 @@
 namespace rcq {
 
 /// `length` bytes at `offset` of a registered region (anything with bytes()
-/// and lkey(): rcq::mr, a buffer policy): one scatter/gather element.
+/// and lkey(): rcq::mr, a buffer policy): one scatter/gather element. The
+/// range must lie inside the region: checked with RCQ_DEBUG_CHECKS on (it is
+/// on the hot path); otherwise the device refuses the request when it runs,
+/// with a local protection error.
 template <class Region>
 ibv_sge local(const Region& region, std::size_t offset, std::uint32_t length) noexcept {
+    RCQ_DEBUG_CHECK(offset <= region.bytes().size() && length <= region.bytes().size() - offset,
+                    "rcq::local(region, offset, length): offset + length reaches past the "
+                    "registered region; keep the element inside it");
     return {reinterpret_cast<std::uintptr_t>(region.bytes().data() + offset), length,
             region.lkey()};
 }
@@ -211,12 +218,16 @@ public:
     template <send_work_request W>
     /// Puts a copy of `w` at position `i`, keeping the chain's links.
     void set(std::size_t i, const W& w) noexcept {
+        RCQ_DEBUG_CHECK(i < N, "rcq::wr_chain::set(i, w): i is past the chain's end");
         ibv_send_wr* next = wrs_[i].next;
         wrs_[i] = w;
         wrs_[i].next = next;
     }
     /// The work request at `i`.
-    ibv_send_wr& operator[](std::size_t i) noexcept { return wrs_[i]; }
+    ibv_send_wr& operator[](std::size_t i) noexcept {
+        RCQ_DEBUG_CHECK(i < N, "rcq::wr_chain[i]: i is past the chain's end");
+        return wrs_[i];
+    }
     /// The first work request.
     ibv_send_wr& front() noexcept { return wrs_[0]; }
     /// The last work request.

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <span>
 #include <utility>
 
 static_assert(RCQ_DEBUG_CHECKS == 1, "this program tests the debug checks: build it with them");
@@ -23,6 +26,28 @@ TEST(DebugChecks, PostingOnAMovedFromQpHandleStopsWithTheMistakeNamed) {
     // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
     EXPECT_DEATH((void)q.post_recv(r), "post on the handle the transition returned");
     (void)std::move(moved).release();
+}
+
+// A region as rcq::local() takes it: 64 bytes with a made-up key.
+struct region {
+    std::byte* data;
+    std::span<std::byte> bytes() const noexcept { return {data, 64}; }
+    std::uint32_t lkey() const noexcept { return 1; }
+};
+
+TEST(DebugChecks, ALocalElementPastItsRegionStops) {
+    std::byte memory[64];
+    const region r{memory};
+    EXPECT_EQ(rcq::local(r, 32, 32).length, 32u);
+    EXPECT_DEATH((void)rcq::local(r, 32, 33), "offset \\+ length reaches past the registered region");
+    EXPECT_DEATH((void)rcq::local(r, 65, 0), "reaches past the registered region");
+}
+
+TEST(DebugChecks, AChainIndexPastTheEndStops) {
+    rcq::wr_chain<4> chain;
+    const ibv_sge sge{};
+    EXPECT_DEATH(chain.set(4, rcq::send_op(sge, 1)), "i is past the chain's end");
+    EXPECT_DEATH((void)chain[4], "i is past the chain's end");
 }
 
 int busy_release(int*) { return EBUSY; }
