@@ -1,6 +1,7 @@
 // rcq/connection.hpp - one connected RC queue pair, composed from policies.
 #pragma once
 
+#include <rcq/agreement.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/detail/hex.hpp>
@@ -18,11 +19,13 @@
 
 #include <infiniband/verbs.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <ostream>
+#include <sys/socket.h>
 #include <random>
 #include <span>
 #include <string>
@@ -41,6 +44,24 @@ struct connection_options {
     /// buffer's registration). None by default; when set, the buffer's
     /// address, rkey and length travel with our endpoint.
     unsigned remote_access = 0;
+    /// Largest path MTU to use, in bytes (256, 512, 1024, 2048 or 4096);
+    /// empty: the port's active MTU. Each side's value travels in its
+    /// endpoint and both use the smaller, so hosts with different Ethernet
+    /// MTUs agree on one that both paths carry.
+    std::optional<int> max_mtu;
+    /// RDMA READs and atomics this side may have outstanding (initiator
+    /// depth), and how many it accepts from the peer (responder resources).
+    /// Empty: 16, or the device's limit (max_qp_init_rd_atom, max_qp_rd_atom)
+    /// when lower; a value above the limit is refused. Each travels in the
+    /// endpoint, and each side's initiator depth is cut to the other's
+    /// responder resources, as the RDMA CM does.
+    std::optional<int> initiator_depth;
+    std::optional<int> responder_resources;
+    /// The GRH traffic class of every packet (DSCP << 2 | ECN; e.g. DSCP 26
+    /// is 104) and the service level (0-15, the VLAN priority on RoCE), for
+    /// networks that give RoCE a lossless (PFC) class.
+    std::uint8_t traffic_class = 0;
+    std::uint8_t service_level = 0;
     /// How long wait() waits for one completion (the teaching program's 5 s).
     std::chrono::milliseconds completion_timeout = std::chrono::seconds(5);
     /// Where to narrate each step (e.g. &std::cout), or nullptr for silence.
@@ -100,7 +121,7 @@ public:
           own_ctx_(open_device(opts, buffer_cfg)),
           ctx_(own_ctx_ ? own_ctx_->get() : borrowed_pd(buffer_cfg)->context),
           port_(query_port(ctx_, opts.port)),
-          gid_(pick_gid(opts)),
+          gid_(pick_gid(opts, peer_family_of(handshake))),
           own_pd_(own_ctx_ ? std::optional<pd>(make_pd()) : std::nullopt),
           pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
           buffer_(make_buffer(buffer_cfg, static_cast<int>(opts.remote_access))),
@@ -151,7 +172,9 @@ public:
 
     /// Waits for the next completion, at most completion_timeout. Throws
     /// rcq::error on timeout, on a polling failure, and for a completion
-    /// whose status is not success (with its status text and WR id).
+    /// whose status is not success (with its status text and WR id); when
+    /// the handshake shows that the peer has gone (see peer_gone()), the
+    /// error says so.
     ibv_wc wait(std::string_view what = "a completion") {
         ibv_wc wc{};
         const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), deadline::after(timeout_));
@@ -160,13 +183,60 @@ public:
         if (n == 0)
             throw_error("no completion for " + std::string(what) + " within " +
                             std::to_string(timeout_.count()) + " ms",
-                        "is the peer still running, and did it post a matching receive?",
+                        peer_gone() ? gone_hint
+                                    : "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
+        if (wc.status != IBV_WC_SUCCESS && peer_gone()) {
+            try {
+                check_completion(wc, what);
+            } catch (const error& e) {
+                throw error(e.code(), e.step(), std::string(gone_hint) + "; " + e.hint());
+            }
+        }
         check_completion(wc, what);
         return wc;
     }
 
+    /// A liveness signal, where the handshake offers one (the TCP handshake
+    /// keeps its connection open and sees the peer's process end at once):
+    /// true when the peer is known to have gone, false when it is not known.
+    /// Costs a system call; never blocks.
+    bool peer_gone() const noexcept {
+        if constexpr (requires(const handshake_type& h) { { h.peer_closed() } -> std::same_as<bool>; })
+            return handshake_.peer_closed();
+        else
+            return false;
+    }
+
 private:
+    static constexpr const char* gone_hint =
+        "the peer closed its handshake connection: its process has ended";
+
+    static address_family peer_family_of(const handshake_type& h) {
+        if constexpr (requires { { h.peer_family() } -> std::convertible_to<int>; }) {
+            const int family = h.peer_family();
+            return family == AF_INET    ? address_family::ipv4
+                   : family == AF_INET6 ? address_family::ipv6
+                                        : address_family::any;
+        } else {
+            return address_family::any;
+        }
+    }
+
+    // An optional count option, or min(16, the device's limit); over 255 or
+    // over the limit is refused.
+    std::uint8_t depth(std::optional<int> asked, int limit, const char* what,
+                       const char* limit_name) const {
+        if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
+        if (*asked < 0 || *asked > 255 || *asked > limit)
+            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
+                              device_name(ctx_) + " allows (" + limit_name + " " +
+                              std::to_string(limit) + ")",
+                          "ask for at most " + std::to_string(std::min(limit, 255)) +
+                              ", or leave it unset for the largest the device offers up to 16");
+        return static_cast<std::uint8_t>(*asked);
+    }
+
     void say(const std::string& line) const {
         if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
     }
@@ -194,7 +264,7 @@ private:
         return ctx;
     }
 
-    gid_entry pick_gid(const connection_options& opts) const {
+    gid_entry pick_gid(const connection_options& opts, address_family peer) const {
         const std::string name = device_name(ctx_);
         if (port_.state != IBV_PORT_ACTIVE)
             throw_error(name + " port " + std::to_string(opts.port) + " is " +
@@ -202,10 +272,19 @@ private:
                         "check the link: `ibv_devinfo -d " + name + "`", ENETDOWN);
         say("port " + std::to_string(opts.port) + ": ACTIVE, active MTU " +
             std::to_string(mtu_bytes(port_.active_mtu)) + ", LID " + std::to_string(port_.lid));
-        gid_entry g = choose_gid(ctx_, opts.port, opts.gid_index);
+        gid_entry g = choose_gid(ctx_, opts.port, opts.gid_index, peer);
+        const char* family = peer == address_family::ipv4   ? " for an IPv4 peer"
+                             : peer == address_family::ipv6 ? " for an IPv6 peer"
+                                                            : "";
         say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
             (g.netdev().empty() ? "" : " on " + g.netdev()) +
-            (opts.gid_index ? "" : ", chosen automatically"));
+            (opts.gid_index ? "" : ", chosen automatically" + std::string(family)));
+        if (g.is_link_local())
+            say("note: GID " + g.address() + " is link-local: it reaches only peers on the same "
+                "Ethernet segment" +
+                (opts.gid_index ? std::string()
+                                : "; the port has no routable RoCE v2 GID of that family (give its "
+                                  "network device an address)"));
         return g;
     }
 
@@ -243,6 +322,21 @@ private:
         local_.psn = std::random_device{}() & 0xffffff;
         local_.lid = port_.lid;
         local_.gid = gid_.gid;
+        local_.mtu = static_cast<std::uint16_t>(mtu_bytes(port_.active_mtu));
+        if (opts.max_mtu) {
+            if (!mtu_from_bytes(static_cast<unsigned>(*opts.max_mtu)))
+                throw_invalid("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
+                              "choose 256, 512, 1024, 2048 or 4096");
+            local_.mtu = std::min(local_.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
+        }
+        if (opts.service_level > 15)
+            throw_invalid("service level " + std::to_string(opts.service_level) +
+                              " is out of range", "choose 0 to 15");
+        const ibv_device_attr caps = query_device(ctx_);
+        local_.initiator_depth = depth(opts.initiator_depth, caps.max_qp_init_rd_atom,
+                                       "initiator_depth", "max_qp_init_rd_atom");
+        local_.responder_resources = depth(opts.responder_resources, caps.max_qp_rd_atom,
+                                           "responder_resources", "max_qp_rd_atom");
         if (opts.remote_access != 0) {
             local_.remote_addr = reinterpret_cast<std::uintptr_t>(buffer_.bytes().data());
             local_.rkey = buffer_.rkey();
@@ -253,6 +347,7 @@ private:
             describe(local_));
         remote_ = handshake_.exchange(local_);
         say("handshake: received peer endpoint  " + describe(remote_));
+        const agreed_settings agreed = agree(local_, remote_);
 
         auto ready_to_receive = std::move(initialized).to_rtr({
             .dest_qpn = remote_.qpn,
@@ -261,15 +356,26 @@ private:
             .dgid = remote_.gid,
             .sgid_index = static_cast<std::uint8_t>(gid_.index),
             .port_num = opts.port,
-            .path_mtu = port_.active_mtu,
+            .path_mtu = agreed.path_mtu,
+            .traffic_class = opts.traffic_class,
+            .sl = opts.service_level,
+            .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
         });
-        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(port_.active_mtu)) +
-            ", remote QPN 0x" + detail::hex(remote_.qpn) + ")");
+        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(agreed.path_mtu)) + ": ours " +
+            std::to_string(local_.mtu) + ", the peer's " + std::to_string(remote_.mtu) +
+            "; remote QPN 0x" + detail::hex(remote_.qpn & 0xffffff) + "; accepting " +
+            std::to_string(agreed.max_dest_rd_atomic) + " READs/atomics outstanding" +
+            (opts.traffic_class || opts.service_level
+                 ? "; traffic class " + std::to_string(opts.traffic_class) + ", SL " +
+                       std::to_string(opts.service_level)
+                 : std::string()) +
+            ")");
 
-        const rts_attrs rts{.sq_psn = local_.psn};
+        const rts_attrs rts{.sq_psn = local_.psn, .max_rd_atomic = agreed.max_rd_atomic};
         auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
         say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
-            std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) + ")");
+            std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
+            ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
         return ready_to_send;
     }
 
