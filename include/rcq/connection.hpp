@@ -62,6 +62,11 @@ struct connection_options {
     /// networks that give RoCE a lossless (PFC) class.
     std::uint8_t traffic_class = 0;
     std::uint8_t service_level = 0;
+    /// Transport retries and receiver-not-ready retries (rcq::rts_attrs
+    /// says why 6 and 6); 7 means "for ever" (on rxe also for retry_cnt),
+    /// which never reports a dead peer or a missing receive.
+    std::uint8_t retry_cnt = rts_attrs{}.retry_cnt;
+    std::uint8_t rnr_retry = rts_attrs{}.rnr_retry;
     /// How long wait() waits for one completion (the teaching program's 5 s).
     std::chrono::milliseconds completion_timeout = std::chrono::seconds(5);
     /// Where to narrate each step (e.g. &std::cout), or nullptr for silence.
@@ -172,12 +177,26 @@ public:
 
     /// Waits for the next completion, at most completion_timeout. Throws
     /// rcq::error on timeout, on a polling failure, and for a completion
-    /// whose status is not success (with its status text and WR id); when
-    /// the handshake shows that the peer has gone (see peer_gone()), the
-    /// error says so.
+    /// whose status is not success (with its status text and WR id).
+    /// With a handshake that offers a liveness signal (peer_gone()), a wait
+    /// that finds nothing looks at it once a second and throws
+    /// (ECONNRESET) as soon as the peer is known to have gone, instead of
+    /// waiting out the timeout; an error completion then says so too.
     ibv_wc wait(std::string_view what = "a completion") {
         ibv_wc wc{};
-        const int n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), deadline::after(timeout_));
+        const deadline until = deadline::after(timeout_);
+        int n = 0;
+        for (;;) {
+            const deadline slice =
+                has_liveness_signal && until.at() - deadline::clock::now() > liveness_period
+                    ? deadline::after(liveness_period)
+                    : until;
+            n = poll_.wait(cq_, std::span<ibv_wc>(&wc, 1), slice);
+            if (n != 0 || until.expired()) break;
+            if (peer_gone())
+                throw_error("no completion for " + std::string(what) + ": the peer has gone",
+                            gone_hint, ECONNRESET);
+        }
         if (n < 0)
             throw_error("polling the CQ while waiting for " + std::string(what), {}, -n);
         if (n == 0)
@@ -202,13 +221,17 @@ public:
     /// true when the peer is known to have gone, false when it is not known.
     /// Costs a system call; never blocks.
     bool peer_gone() const noexcept {
-        if constexpr (requires(const handshake_type& h) { { h.peer_closed() } -> std::same_as<bool>; })
+        if constexpr (has_liveness_signal)
             return handshake_.peer_closed();
         else
             return false;
     }
 
 private:
+    static constexpr bool has_liveness_signal = requires(const handshake_type& h) {
+        { h.peer_closed() } -> std::same_as<bool>;
+    };
+    static constexpr std::chrono::seconds liveness_period{1};
     static constexpr const char* gone_hint =
         "the peer closed its handshake connection: its process has ended";
 
@@ -371,7 +394,10 @@ private:
                  : std::string()) +
             ")");
 
-        const rts_attrs rts{.sq_psn = local_.psn, .max_rd_atomic = agreed.max_rd_atomic};
+        const rts_attrs rts{.sq_psn = local_.psn,
+                            .retry_cnt = opts.retry_cnt,
+                            .rnr_retry = opts.rnr_retry,
+                            .max_rd_atomic = agreed.max_rd_atomic};
         auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
         say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
             std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# One VM's part of tests/faults/run.sh (runs inside the VM).
+#   side.sh server|client BUILD_DIR
+set -uo pipefail
+role=$1
+build=$2
+tool=$build/tests/rcq_fault_transfer
+mib=${RCQ_FAULTS_MIB:-4}
+# The bound stated in the README: a dead peer is reported within this many
+# seconds (about 0.5 s by the transport's retries, or 1 s by the liveness
+# signal; the rest is slack for a loaded, software-emulated VM).
+dead_peer_bound=10
+settings=("none" "loss 1%" "loss 5%" "loss 20%" "duplicate 5%" "delay 1ms reorder 25%")
+failed=0
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+counters() { # rxe0's retransmission counters, for the report
+    local c=/sys/class/infiniband/rxe0/ports/1/hw_counters f out=""
+    for f in sent_pkts rcvd_pkts duplicate_request out_of_seq_request rcvd_seq_err completer_retry_err; do
+        [ -r "$c/$f" ] && out="$out $f=$(cat "$c/$f")"
+    done
+    echo "$out"
+}
+
+if [ "$role" = server ]; then
+    # sch_netem is in the initramfs (tests/softroce/run loads it at boot).
+    grep -q '^sch_netem ' /proc/modules || { echo "== FAIL: sch_netem is not loaded"; exit 1; }
+fi
+
+i=0
+for setting in "${settings[@]}"; do
+    port=$((18600 + i))
+    i=$((i + 1))
+    if [ "$role" = server ]; then
+        if [ "$setting" = none ]; then
+            tc qdisc del dev eth0 root 2>/dev/null
+        else
+            # shellcheck disable=SC2086
+            tc qdisc replace dev eth0 root netem $setting || { echo "== FAIL: tc netem $setting"; exit 1; }
+        fi
+        echo "== netem on the server's eth0: $setting;$(counters)"
+        start=$(now)
+        timeout 300 "$tool" server -p "$port" -m "$mib" -t 60
+        rc=$?
+    else
+        start=$(now)
+        timeout 300 "$tool" client "$RCQ_PEER_IP" -p "$port" -m "$mib" -t 60
+        rc=$?
+    fi
+    if [ "$rc" -eq 0 ]; then
+        echo "== PASS: $setting ($(secs "$start" "$(now)") s)"
+    else
+        echo "== FAIL: $setting (exit $rc)"
+        failed=$((failed + 1))
+    fi
+done
+
+if [ "$role" = server ]; then
+    tc qdisc del dev eth0 root 2>/dev/null
+    echo "== after the settings:$(counters)"
+    # A peer killed mid-transfer, both processes in this VM.
+    for phase in recv send; do
+        port=$((18700 + i))
+        i=$((i + 1))
+        log=$(mktemp)
+        "$tool" server -p "$port" -m "$mib" -t 60 >"$log" 2>&1 &
+        server=$!
+        "$tool" client "$RCQ_IP" -p "$port" -m "$mib" -t 60 --die-in "$phase" >/dev/null 2>&1
+        died=$(now)
+        # Bounded: the survivor's own bound is checked below.
+        timeout 60 tail --pid="$server" -f /dev/null
+        ended=$(now)
+        wait "$server"
+        rc=$?
+        took=$(secs "$died" "$ended")
+        sed 's/^/  survivor| /' "$log"
+        role_text=$([ "$phase" = recv ] && echo "sending" || echo "receiving")
+        if [ "$rc" -eq 1 ] && grep -q "the peer" "$log" &&
+            awk -v t="$took" -v b="$dead_peer_bound" 'BEGIN { exit !(t < b) }'; then
+            echo "== PASS: dead peer while the survivor was $role_text: error after $took s (bound $dead_peer_bound s)"
+        else
+            echo "== FAIL: dead peer while the survivor was $role_text: exit $rc after $took s (bound $dead_peer_bound s)"
+            failed=$((failed + 1))
+        fi
+        rm -f "$log"
+    done
+fi
+echo "== $role: $failed failed"
+[ "$failed" -eq 0 ]
