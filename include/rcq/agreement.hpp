@@ -5,6 +5,7 @@
 
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
+#include <rcq/gid.hpp>
 
 #include <infiniband/verbs.h>
 
@@ -40,13 +41,6 @@ struct agreed_settings {
     std::uint8_t max_dest_rd_atomic = 0; // min(our responder resources, the peer's initiator depth)
 };
 
-namespace detail {
-inline bool gid_is_ipv4(const gid_bytes& gid) noexcept {
-    static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    return std::equal(std::begin(prefix), std::end(prefix), gid.begin());
-}
-} // namespace detail
-
 /// Agrees the settings of `local` with `remote`. Throws rcq::error when the
 /// peer's MTU is not a valid path MTU (EPROTO) and when the two GIDs are of
 /// different address families (EINVAL: RoCE v2 carries a packet in an IPv4
@@ -62,8 +56,8 @@ inline agreed_settings agree(const endpoint& local, const endpoint& remote) {
         throw_invalid("the peer's endpoint carries MTU " + std::to_string(remote.mtu) +
                           ", not a path MTU (256, 512, 1024, 2048 or 4096 bytes)",
                       "the peer is not a matching rcq build, or its endpoint was altered", EPROTO);
-    const bool v4 = detail::gid_is_ipv4(local.gid);
-    if (v4 != detail::gid_is_ipv4(remote.gid))
+    const bool v4 = gid_entry{.gid = local.gid}.is_ipv4();
+    if (v4 != gid_entry{.gid = remote.gid}.is_ipv4())
         throw_invalid("our GID " + gid_to_string(local.gid) + " is " + (v4 ? "IPv4" : "IPv6") +
                           " and the peer's " + gid_to_string(remote.gid) + " is " +
                           (v4 ? "IPv6" : "IPv4") +
