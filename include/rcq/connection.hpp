@@ -251,7 +251,10 @@ private:
     std::uint8_t depth(std::optional<int> asked, int limit, const char* what,
                        const char* limit_name) const {
         if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
-        if (*asked < 0 || *asked > 255 || *asked > limit)
+        if (*asked < 0)
+            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is negative",
+                          "ask for 0 or more");
+        if (*asked > 255 || *asked > limit)
             throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
                               device_name(ctx_) + " allows (" + limit_name + " " +
                               std::to_string(limit) + ")",

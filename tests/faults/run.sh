@@ -15,7 +15,7 @@
 # the death, and exit.
 # Settings: RCQ_FAULTS_MIB (default 2: 2 MiB SEND and 2 MiB WRITE or READ each
 # way, 4 MiB each way in all), RCQ_FAULTS_TIMEOUT (whole run, 900 s).
-set -euo pipefail
+set -uo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 softroce=$here/../softroce/run
@@ -30,6 +30,13 @@ trap 'rm -f "$out"' EXIT
 status=0
 cd "$build"
 "$softroce" "${run_args[@]}" 2>&1 | tee "$out" || status=$?
+# 125: a VM could not be set up (seen once on a loaded host: the emulated
+# guest's timer check panicked at boot). Once more, then it counts.
+if [ "$status" -eq 125 ]; then
+    echo "faults: a VM did not come up; trying once more"
+    status=0
+    "$softroce" "${run_args[@]}" 2>&1 | tee "$out" || status=$?
+fi
 echo "== faults summary (${mib} MiB per phase, $((2 * mib)) MiB each way per setting):"
 grep -aE '^\[(server|client)\] (== |total |phase )' "$out" || true
 exit "$status"

@@ -314,10 +314,20 @@ TEST(RoceSettings, BlockingWaitOnOneCqDoesNotLoseTheOthersWakeUp) {
     EXPECT_EQ(poller.wait(a, {&wc, 1}, rcq::deadline::after(2s)), 0);
     EXPECT_EQ(poller.wait(b, {&wc, 1}, rcq::deadline::after(5s)), 1);
     EXPECT_EQ(wc.wr_id, 0u);
-    ASSERT_EQ(send_unsignaled(), 0);
-    EXPECT_EQ(poller.wait(b, {&wc, 1}, rcq::deadline::after(10s)), 1)
-        << "B's second completion raised no event: B was not re-armed";
+    // The second completion comes while the wait on B sleeps (the wait
+    // polls B first, so it must start before the SEND lands). Without an
+    // event the wait would find it only by its last look at the deadline.
+    auto later = std::async(std::launch::async, [&] {
+        std::this_thread::sleep_for(300ms);
+        return send_unsignaled();
+    });
+    const rcq::deadline until = rcq::deadline::after(10s);
+    EXPECT_EQ(poller.wait(b, {&wc, 1}, until), 1);
+    EXPECT_FALSE(until.expired())
+        << "B's second completion raised no event: B was not re-armed, and the wait found it "
+           "only at its deadline";
     EXPECT_EQ(wc.wr_id, 1u);
+    EXPECT_EQ(later.get(), 0);
 }
 
 } // namespace
