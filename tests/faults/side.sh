@@ -73,15 +73,14 @@ if [ "$role" = server ]; then
         port=$((18700 + i))
         i=$((i + 1))
         log=$(mktemp)
-        "$tool" server -p "$port" -m "$mib" -t 60 >"$log" 2>&1 &
+        # The survivor's -t 60 bounds each of its waits; timeout bounds it all.
+        timeout 120 "$tool" server -p "$port" -m "$mib" -t 60 >"$log" 2>&1 &
         server=$!
         "$tool" client "$RCQ_IP" -p "$port" -m "$mib" -t 60 --die-in "$phase" >/dev/null 2>&1
         died=$(now)
-        # Bounded: the survivor's own bound is checked below.
-        timeout 60 tail --pid="$server" -f /dev/null
-        ended=$(now)
         wait "$server"
         rc=$?
+        ended=$(now)
         took=$(secs "$died" "$ended")
         sed 's/^/  survivor| /' "$log"
         role_text=$([ "$phase" = recv ] && echo "sending" || echo "receiving")
