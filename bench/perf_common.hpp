@@ -92,6 +92,7 @@ struct options {
     std::size_t post_list = 1;
     std::uint32_t inline_size = 0;
     std::string op = "send"; // rcq_lat: send or write
+    bool check = false;      // rcq_bw --check: verify the bytes that arrived
     std::chrono::seconds timeout{60};
     bool cm = false; // rcq_lat --cm: connect through the RDMA CM, not TCP
 
@@ -138,6 +139,7 @@ inline options parse(int argc, char** argv, options o, bool with_op, bool with_p
         else if (arg == "-Q") o.cq_mod = number<std::size_t>(value(), 1, sq_depth, "-Q");
         else if (arg == "-I") o.inline_size = number<std::uint32_t>(value(), 0, 4096, "inline size");
         else if (arg == "-t") o.timeout = std::chrono::seconds(number<int>(value(), 1, 3600, "timeout"));
+        else if (with_post_list && arg == "--check") o.check = true;
         else if (with_post_list && arg == "-l")
             o.post_list = number<std::size_t>(value(), 1, sq_depth, "post list");
         else if (with_op && arg == "--cm") o.cm = true;
@@ -191,20 +193,28 @@ inline rcq::connection_options connection_options(const options& o, bool remote_
     return c;
 }
 
+/// The error for a wait that saw no progress for -t seconds.
+[[noreturn]] inline void no_progress(const std::string& what, std::chrono::seconds timeout) {
+    rcq::throw_error("nothing for " + std::to_string(timeout.count()) + " s while waiting for " + what,
+                     "is the peer still running? -t bounds each wait, not the run", ETIMEDOUT);
+}
+
 /// Polls `cq` until `done()` holds, handing each completion (already
-/// checked for success) to `on`. Throws once `until` has passed.
+/// checked for success) to `on`. Throws when no completion arrives for
+/// `timeout` (-t): each completion restarts the clock, so a long run that
+/// makes progress is never cut short.
 template <class Done, class On>
-void poll_until(const rcq::cq& cq, const rcq::deadline& until, const char* what, Done done, On on) {
+void poll_until(const rcq::cq& cq, std::chrono::seconds timeout, const char* what, Done done, On on) {
     std::array<ibv_wc, 16> wcs;
+    rcq::deadline until = rcq::deadline::after(timeout);
     for (unsigned empty = 0; !done();) {
         const int n = cq.poll(wcs);
         if (n < 0) rcq::throw_error(std::string("ibv_poll_cq while waiting for ") + what, {}, EIO);
         if (n == 0) {
-            if (++empty % 1024 == 0 && until.expired())
-                rcq::throw_error(std::string("timed out waiting for ") + what,
-                                 "is the peer still running? raise -t for long runs", ETIMEDOUT);
+            if (++empty % 1024 == 0 && until.expired()) no_progress(what, timeout);
             continue;
         }
+        until = rcq::deadline::after(timeout);
         for (int i = 0; i < n; ++i) {
             rcq::check_completion(wcs[i], what);
             on(wcs[i]);

@@ -2,16 +2,26 @@
 // with rcq, measured and reported the way perftest's ib_write_bw does.
 //
 //   server:  rcq_bw [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod] [-l post_list]
-//                   [-p port] [-t timeout_s]
+//                   [-p port] [-t timeout_s] [--check]
 //   client:  rcq_bw [same options] <server host>
 //
 // The client keeps up to 128 WRITEs in flight (perftest's default tx depth)
 // through rcq::send_queue, signaling one in every -Q (default 100, as
 // perftest); with -l N it posts chains of N with one call (rcq::wr_chain)
 // and, as perftest does, signals once per chain (-Q becomes N). The time
-// runs from the first post to the last completion. The server only lends
-// its memory and waits, bounded by -t (default 60 s), for the client to finish.
+// runs from the first post to the last completion; -t (default 60 s) bounds
+// each wait for a completion, not the run. The server only lends its memory
+// and waits for the client to finish, which it learns when the client's
+// handshake connection closes (the client exits after its last WRITE has
+// completed, so every byte is in place by then).
+//
+// --check (both sides): WRITE k carries slot k % slots of the client's
+// buffer, filled with a pattern, to the same slot on the server, which
+// compares every slot once the client is done. Without it every WRITE
+// carries the same bytes to the same place, as perftest's do.
 #include "perf_common.hpp"
+
+#include <thread>
 
 namespace {
 
@@ -19,9 +29,15 @@ using namespace rcq_perf;
 
 constexpr const char* usage =
     "usage: rcq_bw [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod] [-l post_list]\n"
-    "              [-p port] [-t timeout_s] [server_host]\n"
+    "              [-p port] [-t timeout_s] [--check] [server_host]\n"
     "  server when no host is given; defaults: -s 65536, -n 5000, -Q 100, -l 1, -p 18515,\n"
-    "  -t 60, the first device and its RoCE v2 GID. -n must be a multiple of -Q.\n";
+    "  -t 60 (per wait), the first device and its RoCE v2 GID. -n must be a multiple of -Q.\n"
+    "  --check (give it to both sides) verifies every byte that arrived.\n";
+
+/// With --check, WRITE k uses slot k % slots(size) of the first max_message
+/// bytes on both sides.
+std::size_t slots(std::size_t size) { return std::max<std::size_t>(1, max_message / size); }
+std::byte pattern(std::size_t i) { return std::byte(static_cast<unsigned char>(i * 13 + (i >> 9) + 1)); }
 
 /// Posts o.iters WRITEs of o.size bytes, `PostList` per call, one in `Every`
 /// signaled; returns the time from the first post to the last completion.
@@ -46,19 +62,36 @@ result write_all(connection& conn, const options& o) {
     const rcq::remote_slice to = rcq::remote_region::of(conn.remote()).slice(0, size);
     const ibv_sge sge = rcq::local(conn.buffer_policy(), 0, size);
 
-    // Every request writes the same bytes to the same place, as perftest's do.
+    // Every request writes the same bytes to the same place, as perftest's
+    // do; with --check, request k goes to slot k % slots instead.
+    const rcq::remote_region server = rcq::remote_region::of(conn.remote());
+    const std::size_t nslots = o.check ? slots(o.size) : 1;
+    std::size_t next_slot = 0;
     rcq::wr_chain<PostList> chain;
     for (std::size_t k = 0; k < PostList; ++k) chain.set(k, rcq::write_op(sge, to, k));
     rcq::write_op single(sge, to, 0);
+    std::vector<ibv_sge> slot_sges;
+    std::vector<std::uint64_t> slot_addrs;
+    for (std::size_t s = 0; o.check && s < nslots; ++s) {
+        slot_sges.push_back(rcq::local(conn.buffer_policy(), s * o.size, size));
+        slot_addrs.push_back(server.slice(s * o.size, size).addr);
+    }
     auto post = [&] {
+        if (o.check) {
+            for (std::size_t k = 0; k < PostList; ++k, next_slot = (next_slot + 1) % nslots) {
+                ibv_send_wr* wr = &single;
+                if constexpr (PostList > 1) wr = &chain[k];
+                wr->sg_list = &slot_sges[next_slot];
+                wr->wr.rdma.remote_addr = slot_addrs[next_slot];
+            }
+        }
         if constexpr (PostList == 1) return sq.post(single);
         else return sq.post(chain);
     };
 
-    const rcq::deadline until = rcq::deadline::after(o.timeout);
     std::uint64_t completions = 0;
     auto reap = [&](auto done) {
-        poll_until(conn.completion_queue(), until, "RDMA WRITE completions", done,
+        poll_until(conn.completion_queue(), o.timeout, "RDMA WRITE completions", done,
                    [&](const ibv_wc&) {
                        sq.retire();
                        ++completions;
@@ -103,9 +136,22 @@ int main(int argc, char** argv) {
         connection conn(handshake(o), connection_options(o, true));
         print_header(o.post_list > 1 ? "rcq RDMA_Write Post List BW Test" : "rcq RDMA_Write BW Test",
                      o, conn, true);
+        const std::size_t span = slots(o.size) * o.size;
+        if (o.check && o.is_client())
+            for (std::size_t i = 0; i < span; ++i) conn.buffer()[i] = pattern(i);
         conn.ready();
         if (!o.is_client()) {
-            conn.ready(); // until the client has written everything
+            // Until the client has written everything and left: no deadline
+            // of our own, the client bounds each of its waits by -t.
+            while (!conn.peer_gone()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            if (o.check) {
+                for (std::size_t i = 0; i < span; ++i)
+                    if (conn.buffer()[i] != pattern(i))
+                        rcq::throw_invalid("--check: byte " + std::to_string(i) +
+                                               " of the written region is wrong",
+                                           "did the client run with --check too, and finish?");
+                std::printf(" --check: all %zu bytes written are right\n", span);
+            }
             std::printf(" (server: the client reports)\n%s", rule);
             return;
         }
@@ -118,7 +164,6 @@ int main(int argc, char** argv) {
             with_constant<post_lists>(o.post_list, [&](auto n) {
                 r = write_all<decltype(n)::value, decltype(n)::value>(conn, o);
             });
-        conn.ready();
         print_bandwidth(o, r.elapsed);
         std::printf(" completions polled: %llu (for %llu WRITEs)\n%s",
                     static_cast<unsigned long long>(r.completions),

@@ -7,6 +7,9 @@
 //   -d DEV  device            -p PORT  TCP port (18515)
 //   -g IDX  GID index         -s SIZE  message size in bytes (4096)
 //   -t SEC  handshake timeout --quiet  no step-by-step narration
+//   --mtu=BYTES   largest path MTU (256..4096; the peer's may lower it)
+//   --tclass=N    traffic class of every packet (DSCP << 2, e.g. 104 for DSCP 26)
+//   --sl=N        service level 0-15 (the VLAN priority on RoCE)
 // and the policies, chosen at run time among combinations compiled in:
 //   --poll=busy|blocking|adaptive          (busy)
 //   --buffer=owned|huge|borrowed|external  (owned)
@@ -22,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -35,7 +39,14 @@ namespace example {
 inline constexpr std::uint16_t default_port = 18515;
 /// The largest message: the buffer holds one message to send and one to receive.
 inline constexpr std::size_t max_message = 1 << 20;
-using buffer_policy = rcq::buffer::owned<2 * max_message>;
+/// After the two messages: the closing exchange's two small messages.
+inline constexpr std::size_t closing_at = 2 * max_message;
+inline constexpr std::size_t buffer_bytes = closing_at + 4096;
+using buffer_policy = rcq::buffer::owned<buffer_bytes>;
+
+/// The work request ids of the closing exchange, apart from the examples' own.
+inline constexpr std::uint64_t closing_recv_id = 0xc105e;
+inline constexpr std::uint64_t closing_send_id = 0xc105f;
 
 enum class poll_kind { busy, blocking, adaptive };
 enum class buffer_kind { owned, huge, borrowed, external };
@@ -53,6 +64,9 @@ struct options {
     std::size_t size = 4096;
     std::chrono::seconds timeout{60};
     bool quiet = false;
+    std::optional<int> mtu;
+    std::uint8_t traffic_class = 0;
+    std::uint8_t service_level = 0;
 };
 
 /// Thrown for a bad command line; main prints it with the usage and exits 2.
@@ -121,6 +135,14 @@ inline options parse(int argc, char** argv, bool is_client) {
             o.size = parse_number<std::size_t>(value(), 1, max_message, "message size");
         else if (arg == "-t")
             o.timeout = std::chrono::seconds(parse_number<int>(value(), 1, 3600, "timeout"));
+        else if (arg.starts_with("--mtu=")) {
+            o.mtu = parse_number<int>(arg.substr(6), 256, 4096, "MTU");
+            if (!rcq::mtu_from_bytes(static_cast<unsigned>(*o.mtu)))
+                throw usage_error("--mtu=" + std::to_string(*o.mtu) + ": choose 256, 512, 1024, 2048 or 4096");
+        } else if (arg.starts_with("--tclass="))
+            o.traffic_class = parse_number<std::uint8_t>(arg.substr(9), 0, 255, "traffic class");
+        else if (arg.starts_with("--sl="))
+            o.service_level = parse_number<std::uint8_t>(arg.substr(5), 0, 15, "service level");
         else if (arg.starts_with("--poll=")) o.poll = choose_poll(arg.substr(7));
         else if (arg.starts_with("--buffer=")) o.buffer = choose_buffer(arg.substr(9));
         else if (arg.starts_with("--handshake=")) choose_handshake(arg.substr(12), o);
@@ -146,6 +168,7 @@ inline void print_usage(const char* program, bool is_client) {
     std::cerr << "usage: " << program << (is_client ? " <server_ip>" : "")
               << " [device] [port] [gid_index] [-d dev] [-p port] [-g gid_index]"
                  " [-s size] [-t timeout_s] [--quiet]\n"
+                 "    [--mtu=256..4096] [--tclass=0..255] [--sl=0..15]\n"
                  "    [--poll=busy|blocking|adaptive] [--buffer=owned|huge|borrowed|external]\n"
                  "    [--handshake=tcp|file:DIR|env|rdma_cm]   (file: and env: no server address)\n"
                  "  port defaults to 18515, the GID index to the port's RoCE v2 IPv4 GID,\n"
@@ -204,7 +227,74 @@ inline rcq::connection_options connection_options(const options& o) {
     c.device = o.device;
     c.gid_index = o.gid_index;
     c.narrate = o.quiet ? nullptr : &std::cout;
+    c.max_mtu = o.mtu;
+    c.traffic_class = o.traffic_class;
+    c.service_level = o.service_level;
     return c;
+}
+
+/// The closing exchange: how two programs agree on the outcome.
+///
+/// RC tells a sender that its message arrived (the ACK), but a receiver
+/// that has what it wanted and exits at once can leave the sender without
+/// that ACK: a lost ACK is resent only while the receiver's QP exists, and
+/// the sender then fails with "retry counter exceeded" although its message
+/// arrived. So neither side exits after its own part: each SENDs the word
+/// "ok" and waits for the peer's "ok" and for its own SEND to complete.
+/// A side that fails sends nothing and exits with its error; the peer then
+/// fails too (its wait ends in an error or a timeout), so both report
+/// failure.
+///
+/// The last SEND has the same weakness, and is settled by one rule: once
+/// the peer's "ok" is here, an error completion of our own "ok" means the
+/// peer has gone, and it goes only after it has received our "ok" (a peer
+/// still waiting for it would acknowledge the resent packets). Both sides
+/// then report success.
+///
+/// Each side must post the receive for the peer's "ok" (post_closing_recv)
+/// before the peer can send it, like every receive, and after the receives
+/// for the peer's earlier messages (an RC QP fills its receives in the
+/// order they were posted). `at` is 128 free bytes of the buffer.
+template <class Connection>
+void post_closing_recv(Connection& conn, std::size_t at = closing_at) {
+    if (int rc = conn.post_recv(at, 64, closing_recv_id); rc != 0)
+        rcq::throw_error("ibv_post_recv(the peer's closing word)", {}, rc);
+}
+
+template <class Connection, class Say>
+void closing_exchange(Connection& conn, Say say, std::size_t at = closing_at) {
+    constexpr std::string_view ok = "ok";
+    std::memcpy(conn.buffer().data() + at + 64, ok.data(), ok.size());
+    if (int rc = conn.post_send(at + 64, static_cast<std::uint32_t>(ok.size()), closing_send_id);
+        rc != 0)
+        rcq::throw_error("ibv_post_send(our closing word)", {}, rc);
+    bool heard = false, sent = false;
+    while (!heard || !sent) {
+        ibv_wc wc{};
+        try {
+            wc = conn.wait(heard ? "the completion of our closing \"ok\""
+                                 : "the peer's closing \"ok\" (its outcome)");
+        } catch (const rcq::error& e) {
+            // EIO: our "ok" ended in an error completion; ECONNRESET: the
+            // handshake's liveness signal saw the peer go first.
+            if (heard && (e.code().value() == EIO || e.code().value() == ECONNRESET)) {
+                say("the peer left before acknowledging our \"ok\"; it had received it");
+                return;
+            }
+            throw;
+        }
+        if (wc.wr_id == closing_send_id) {
+            sent = true;
+        } else if (wc.wr_id == closing_recv_id) {
+            const std::string_view word(reinterpret_cast<const char*>(conn.buffer().data() + at),
+                                        wc.byte_len);
+            if (word != ok)
+                rcq::throw_invalid("the peer closed with \"" + std::string(word.substr(0, 16)) +
+                                   "\" instead of \"ok\"");
+            heard = true;
+        }
+    }
+    say("closing exchange: both sides report success");
 }
 
 template <class T>
@@ -223,13 +313,13 @@ template <>
 struct buffer_memory<rcq::buffer::borrowed> {
     explicit buffer_memory(const options&) {}
     rcq::buffer::borrowed::config config() { return {.memory = memory}; }
-    std::vector<std::byte> memory = std::vector<std::byte>(2 * max_message);
+    std::vector<std::byte> memory = std::vector<std::byte>(buffer_bytes);
 };
 template <>
 struct buffer_memory<rcq::buffer::external> {
     // The caller's own device, PD and MR; the connection runs on them.
     explicit buffer_memory(const options& o)
-        : ctx(rcq::context::open(o.device)), pd(ctx), memory(2 * max_message), region(pd, memory) {}
+        : ctx(rcq::context::open(o.device)), pd(ctx), memory(buffer_bytes), region(pd, memory) {}
     rcq::buffer::external::config config() const { return {.mr = region.get()}; }
     rcq::context ctx;
     rcq::pd pd;

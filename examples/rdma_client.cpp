@@ -2,7 +2,8 @@
 //
 // Connects to rdma_server over TCP to swap endpoints, brings an RC QP to RTS,
 // sends a message after the server's go-ahead, then receives and checks the
-// server's answer. Narrates each step unless --quiet.
+// server's answer; a closing exchange settles that both sides succeeded
+// before either exits. Narrates each step unless --quiet.
 #include "example_options.hpp"
 
 #include <rcq/connection.hpp>
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
             if (int rc = conn.post_recv(reply_at, size, 1); rc != 0)
                 rcq::throw_error("ibv_post_recv", {}, rc);
             say("posted a RECV of " + std::to_string(size) + " bytes for the reply");
+            example::post_closing_recv(conn);
             conn.ready();
 
             example::fill_message(conn.buffer().first(size), greeting, 0x5a);
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
                                    " of the server's reply is wrong");
             say("received " + std::to_string(got.byte_len) + " bytes: \"" +
                 std::string(example::greeting_of(reply, expected)) + "\" (every byte checked)");
+            example::closing_exchange(conn, say);
             say("done");
             return 0;
         });

@@ -2,7 +2,8 @@
 //
 // Opens a device, brings an RC QP to RTS with the client's endpoint from a TCP
 // handshake, receives the client's message, checks every byte, and answers
-// with a message of its own. Narrates each step unless --quiet.
+// with a message of its own; a closing exchange settles that both sides
+// succeeded before either exits. Narrates each step unless --quiet.
 #include "example_options.hpp"
 
 #include <rcq/connection.hpp>
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
             if (int rc = conn.post_recv(0, size, 1); rc != 0)
                 rcq::throw_error("ibv_post_recv", {}, rc);
             say("posted a RECV of " + std::to_string(size) + " bytes");
+            example::post_closing_recv(conn);
             conn.ready();
 
             const ibv_wc got = conn.wait("the client's message (RECV)");
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
             say("posted a SEND of " + std::to_string(size) + " bytes");
             conn.wait("the reply to the client (SEND)");
             say("SEND completed: the client acknowledged the reply");
+            example::closing_exchange(conn, say);
             say("done");
             return 0;
         });

@@ -10,7 +10,9 @@
 // greeting each way, the client WRITEs a message into the server's buffer,
 // READs it back into its own and compares, then SENDs "done"; the server,
 // which took no part in the WRITE or READ, checks the bytes that arrived in
-// its memory. Narrates each step unless --quiet.
+// its memory. Both end with the closing exchange of rdma_server/rdma_client
+// (example_options.hpp), so neither exits before both have succeeded.
+// Narrates each step unless --quiet.
 #include "example_options.hpp"
 
 #include <rcq/rcq.hpp>
@@ -23,6 +25,7 @@ namespace {
 constexpr std::size_t message_at = 0;      // SEND/RECV messages
 constexpr std::size_t written_at = 65536;  // where the client WRITEs in the server
 constexpr std::size_t readback_at = 131072; // where the client READs back into
+constexpr std::size_t closing_at = 196608;  // the closing words
 constexpr std::uint32_t small = 64;
 
 using connection = rcq::connection<rcq::buffer::owned<262144>>;
@@ -54,6 +57,7 @@ int serve(const example::options& opt, auto say) {
     conn.ready();
     say("client says: \"" + text_of(conn, conn.wait("the client's greeting")) + "\"");
     post_recv(conn, 2); // for the client's "done", before it can be sent
+    example::post_closing_recv(conn, closing_at); // then for its closing "ok"
     send_text(conn, "hello from the server", 3);
     conn.wait("the reply (SEND)");
     say("replied; now the client WRITEs into this buffer and READs it back");
@@ -69,6 +73,7 @@ int serve(const example::options& opt, auto say) {
         std::to_string(written_at) + ": \"" +
         std::string(example::greeting_of(arrived, "written by the client")) +
         "\" (every byte checked)");
+    example::closing_exchange(conn, say, closing_at);
     say("done");
     return 0;
 }
@@ -81,6 +86,7 @@ int connect(const example::options& opt, auto say) {
         rcq::detail::hex(server.rkey()));
 
     post_recv(conn, 1);
+    example::post_closing_recv(conn, closing_at);
     conn.ready();
     send_text(conn, "hello from the client", 2);
     for (int seen = 0; seen < 2; ++seen) {
@@ -107,6 +113,7 @@ int connect(const example::options& opt, auto say) {
 
     send_text(conn, "done " + std::to_string(length), 12);
     conn.wait("the \"done\" SEND");
+    example::closing_exchange(conn, say, closing_at);
     say("done");
     return 0;
 }

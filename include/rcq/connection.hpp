@@ -1,6 +1,7 @@
 // rcq/connection.hpp - one connected RC queue pair, composed from policies.
 #pragma once
 
+#include <rcq/agreement.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/detail/hex.hpp>
@@ -18,6 +19,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <optional>
 #include <ostream>
+#include <sys/socket.h>
 #include <random>
 #include <span>
 #include <string>
@@ -43,6 +46,29 @@ struct connection_options {
     /// buffer's registration). None by default; when set, the buffer's
     /// address, rkey and length travel with our endpoint.
     unsigned remote_access = 0;
+    /// Largest path MTU to use, in bytes (256, 512, 1024, 2048 or 4096);
+    /// empty: the port's active MTU. Each side's value travels in its
+    /// endpoint and both use the smaller, so hosts with different Ethernet
+    /// MTUs agree on one that both paths carry.
+    std::optional<int> max_mtu;
+    /// RDMA READs and atomics this side may have outstanding (initiator
+    /// depth), and how many it accepts from the peer (responder resources).
+    /// Empty: 16, or the device's limit (max_qp_init_rd_atom, max_qp_rd_atom)
+    /// when lower; a value above the limit is refused. Each travels in the
+    /// endpoint, and each side's initiator depth is cut to the other's
+    /// responder resources, as the RDMA CM does.
+    std::optional<int> initiator_depth;
+    std::optional<int> responder_resources;
+    /// The GRH traffic class of every packet (DSCP << 2 | ECN; e.g. DSCP 26
+    /// is 104) and the service level (0-15, the VLAN priority on RoCE), for
+    /// networks that give RoCE a lossless (PFC) class.
+    std::uint8_t traffic_class = 0;
+    std::uint8_t service_level = 0;
+    /// Transport retries and receiver-not-ready retries (rcq::rts_attrs
+    /// says why 6 and 6); 7 means "for ever" (on rxe also for retry_cnt),
+    /// which never reports a dead peer or a missing receive.
+    std::uint8_t retry_cnt = rts_attrs{}.retry_cnt;
+    std::uint8_t rnr_retry = rts_attrs{}.rnr_retry;
     /// How long wait() waits for one completion (the teaching program's 5 s).
     std::chrono::milliseconds completion_timeout = std::chrono::seconds(5);
     /// Where to narrate each step (e.g. &std::cout), or nullptr for silence.
@@ -131,7 +157,7 @@ public:
           own_ctx_(open_device(opts, buffer_cfg)),
           ctx_(own_ctx_ ? own_ctx_->get() : given_context(buffer_cfg)),
           port_(query_port(ctx_, port_num(opts))),
-          gid_(pick_gid(opts)),
+          gid_(pick_gid(opts, peer_family_of(handshake_))),
           own_pd_(borrowed_pd(buffer_cfg) ? std::nullopt : std::optional<pd>(make_pd())),
           pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
           buffer_(make_buffer(buffer_cfg, static_cast<int>(opts.remote_access))),
@@ -251,7 +277,61 @@ public:
     /// The poll policy (read-only).
     const poll_type& poll_policy() const noexcept { return poll_; }
 
+    /// A liveness signal, where the handshake offers one: true when the peer
+    /// is known to have gone, false when that is not known. The TCP handshake
+    /// keeps its connection open and sees the peer's process end at once; the
+    /// RDMA CM handshake sees RDMA_CM_EVENT_DISCONNECTED. Costs a system
+    /// call; never blocks. A wait that finds nothing looks at it once a
+    /// second and throws (ECONNRESET) as soon as the peer has gone, instead
+    /// of waiting out completion_timeout; an error completion then says so.
+    bool peer_gone() {
+        if constexpr (requires { { handshake_.peer_closed() } -> std::same_as<bool>; })
+            return handshake_.peer_closed();
+        else if constexpr (requires { { handshake_.peer_disconnected() } -> std::same_as<bool>; })
+            return handshake_.peer_disconnected();
+        else
+            return false;
+    }
+
 private:
+    static constexpr bool has_liveness_signal =
+        requires(handshake_type& h) { { h.peer_closed() } -> std::same_as<bool>; } ||
+        requires(handshake_type& h) { { h.peer_disconnected() } -> std::same_as<bool>; };
+    static constexpr std::chrono::seconds liveness_period{1};
+    // What the liveness signal saw, for errors.
+    static constexpr const char* gone_hint =
+        requires(handshake_type& h) { h.peer_disconnected(); }
+            ? "the peer disconnected (RDMA_CM_EVENT_DISCONNECTED)"
+            : "the peer closed its handshake connection: its process has ended";
+
+    static address_family peer_family_of(const handshake_type& h) {
+        if constexpr (requires { { h.peer_family() } -> std::convertible_to<int>; }) {
+            const int family = h.peer_family();
+            return family == AF_INET    ? address_family::ipv4
+                   : family == AF_INET6 ? address_family::ipv6
+                                        : address_family::any;
+        } else {
+            return address_family::any;
+        }
+    }
+
+    // An optional count option, or min(16, the device's limit); over 255 or
+    // over the limit is refused.
+    std::uint8_t depth(std::optional<int> asked, int limit, const char* what,
+                       const char* limit_name) const {
+        if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
+        if (*asked < 0)
+            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is negative",
+                          "ask for 0 or more");
+        if (*asked > 255 || *asked > limit)
+            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
+                              device_name(ctx_) + " allows (" + limit_name + " " +
+                              std::to_string(limit) + ")",
+                          "ask for at most " + std::to_string(std::min(limit, 255)) +
+                              ", or leave it unset for the largest the device offers up to 16");
+        return static_cast<std::uint8_t>(*asked);
+    }
+
     void say(const std::string& line) const {
         if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
     }
@@ -271,7 +351,22 @@ private:
         ibv_wc wc{};
         const std::span<ibv_wc> one(&wc, 1);
         int n = cq_.poll(one);
-        if (n == 0) n = poll_.wait(cq_, one, until != nullptr ? *until : deadline::after(timeout_));
+        if (n == 0) {
+            const deadline end = until != nullptr ? *until : deadline::after(timeout_);
+            for (;;) {
+                // With a liveness signal, wait in slices of liveness_period and look at it
+                // between them.
+                const deadline slice =
+                    has_liveness_signal && end.at() - deadline::clock::now() > liveness_period
+                        ? deadline::after(liveness_period)
+                        : end;
+                n = poll_.wait(cq_, one, slice);
+                if (n != 0 || end.expired()) break;
+                if (peer_gone())
+                    throw_error("no completion for " + std::string(what) + ": the peer has gone",
+                                gone_hint, ECONNRESET);
+            }
+        }
         if (n < 0)
             throw_error("polling the CQ while waiting for " + std::string(what) +
                             " failed (result " + std::to_string(n) + ")",
@@ -288,15 +383,19 @@ private:
                             "before waiting",
                             ETIMEDOUT);
             throw_error("no completion for " + std::string(what) + " within " +
-                            std::to_string(timeout_.count()) + " ms" + peer_gone_note(),
-                        "is the peer still running, and did it post a matching receive?",
+                            std::to_string(timeout_.count()) + " ms",
+                        peer_gone() ? gone_hint
+                                    : "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
         }
         posted_ -= posted_ != 0;
-        if (wc.status != IBV_WC_SUCCESS && !peer_gone_note().empty())
-            throw_error("completion for " + std::string(what) + ": " + ibv_wc_status_str(wc.status) +
-                            " (WR id " + std::to_string(wc.wr_id) + ")" + peer_gone_note(),
-                        "", ECONNRESET);
+        if (wc.status != IBV_WC_SUCCESS && peer_gone()) {
+            try {
+                check_completion(wc, what);
+            } catch (const error& e) {
+                throw error(e.code(), e.step(), std::string(gone_hint) + "; " + e.hint());
+            }
+        }
         check_completion(wc, what);
         narrate_completion(wc);
         return wc;
@@ -345,14 +444,6 @@ private:
             if (wanted(wc)) return wc;
             stash_[stashed_++] = wc;
         }
-    }
-
-    // ", and the peer disconnected (...)" when the handshake saw it go.
-    std::string peer_gone_note() {
-        if constexpr (requires { { handshake_.peer_disconnected() } -> std::same_as<bool>; })
-            if (handshake_.peer_disconnected())
-                return "; the peer disconnected (RDMA_CM_EVENT_DISCONNECTED)";
-        return {};
     }
 
     std::uint8_t port_num(const connection_options& opts) const {
@@ -411,7 +502,7 @@ private:
         return ctx;
     }
 
-    gid_entry pick_gid(const connection_options& opts) const {
+    gid_entry pick_gid(const connection_options& opts, address_family peer) const {
         const std::string name = device_name(ctx_);
         if (port_.state != IBV_PORT_ACTIVE)
             throw_error(name + " port " + std::to_string(port_num(opts)) + " is " +
@@ -421,10 +512,19 @@ private:
             std::to_string(mtu_bytes(port_.active_mtu)) + ", LID " + std::to_string(port_.lid));
         std::optional<int> index = opts.gid_index;
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) index = handshake_.gid_index();
-        gid_entry g = choose_gid(ctx_, port_num(opts), index);
+        gid_entry g = choose_gid(ctx_, port_num(opts), index, peer);
+        const char* family = peer == address_family::ipv4   ? " for an IPv4 peer"
+                             : peer == address_family::ipv6 ? " for an IPv6 peer"
+                                                            : "";
         say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
             (g.netdev().empty() ? "" : " on " + g.netdev()) +
-            (index ? "" : ", chosen automatically"));
+            (index ? "" : ", chosen automatically" + std::string(family)));
+        if (g.is_link_local())
+            say("note: GID " + g.address() + " is link-local: it reaches only peers on the same "
+                "Ethernet segment" +
+                (index ? std::string()
+                       : "; the port has no routable RoCE v2 GID of that family (give its "
+                         "network device an address)"));
         return g;
     }
 
@@ -464,6 +564,21 @@ private:
         local_.psn = std::random_device{}() & 0xffffff;
         local_.lid = port_.lid;
         local_.gid = gid_.gid;
+        local_.mtu = static_cast<std::uint16_t>(mtu_bytes(port_.active_mtu));
+        if (opts.max_mtu) {
+            if (!mtu_from_bytes(static_cast<unsigned>(*opts.max_mtu)))
+                throw_invalid("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
+                              "choose 256, 512, 1024, 2048 or 4096");
+            local_.mtu = std::min(local_.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
+        }
+        if (opts.service_level > 15)
+            throw_invalid("service level " + std::to_string(opts.service_level) +
+                              " is out of range", "choose 0 to 15");
+        const ibv_device_attr caps = query_device(ctx_);
+        local_.initiator_depth = depth(opts.initiator_depth, caps.max_qp_init_rd_atom,
+                                       "initiator_depth", "max_qp_init_rd_atom");
+        local_.responder_resources = depth(opts.responder_resources, caps.max_qp_rd_atom,
+                                           "responder_resources", "max_qp_rd_atom");
         if (opts.remote_access != 0) {
             local_.remote_addr = reinterpret_cast<std::uintptr_t>(buffer_.bytes().data());
             local_.rkey = buffer_.rkey();
@@ -474,6 +589,7 @@ private:
             describe(local_));
         remote_ = handshake_.exchange(local_);
         say("handshake: received peer endpoint  " + describe(remote_));
+        const agreed_settings agreed = agree(local_, remote_);
 
         rtr_attrs rtr{
             .dest_qpn = remote_.qpn,
@@ -482,9 +598,15 @@ private:
             .dgid = remote_.gid,
             .sgid_index = static_cast<std::uint8_t>(gid_.index),
             .port_num = opts.port,
-            .path_mtu = port_.active_mtu,
+            .path_mtu = agreed.path_mtu,
+            .traffic_class = opts.traffic_class,
+            .sl = opts.service_level,
+            .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
         };
-        rts_attrs rts{.sq_psn = local_.psn};
+        rts_attrs rts{.sq_psn = local_.psn,
+                      .retry_cnt = opts.retry_cnt,
+                      .rnr_retry = opts.rnr_retry,
+                      .max_rd_atomic = agreed.max_rd_atomic};
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
             // The CM chose the PSNs, the path and the READ depth.
             rtr = handshake_.rtr_attributes();
@@ -492,19 +614,24 @@ private:
             local_.psn = rts.sq_psn;
         }
         auto ready_to_receive = std::move(initialized).to_rtr(rtr);
-        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) +
-            ", remote QPN 0x" + detail::hex(remote_.qpn) + ")");
+        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + ": ours " +
+            std::to_string(local_.mtu) + ", the peer's " + std::to_string(remote_.mtu) +
+            "; remote QPN 0x" + detail::hex(rtr.dest_qpn & 0xffffff) + "; accepting " +
+            std::to_string(rtr.max_dest_rd_atomic) + " READs/atomics outstanding" +
+            (rtr.traffic_class || rtr.sl
+                 ? "; traffic class " + std::to_string(rtr.traffic_class) + ", SL " +
+                       std::to_string(rtr.sl)
+                 : std::string()) +
+            ")");
 
         auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
         say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
-            std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) + ")");
+            std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
+            ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
             handshake_.established();
             say("handshake: connection established; PSNs chosen by the CM: ours 0x" +
-                detail::hex(local_.psn) + ", the peer's 0x" + detail::hex(rtr.rq_psn) +
-                "; READs outstanding at most: " +
-                std::to_string(rts.max_rd_atomic) + " ours, " + std::to_string(rtr.max_dest_rd_atomic) +
-                " the peer's)");
+                detail::hex(local_.psn) + ", the peer's 0x" + detail::hex(rtr.rq_psn));
         }
         return ready_to_send;
     }

@@ -51,7 +51,10 @@ struct endpoint {
         (gid_bytes, gid),              // RoCEv2: the IPv4-mapped or IPv6 address
         (std::uint64_t, remote_addr),  // memory token: all three zero when absent
         (std::uint32_t, rkey),
-        (std::uint64_t, remote_len));
+        (std::uint64_t, remote_len),
+        (std::uint16_t, mtu),          // largest path MTU we can use, in bytes (256..4096)
+        (std::uint8_t, initiator_depth),      // RDMA READs/atomics we want outstanding
+        (std::uint8_t, responder_resources)); // RDMA READs/atomics we accept outstanding
 
     /// Whether the peer offered a memory region. A region of length zero
     /// cannot be accessed, so the length alone decides; address 0 and rkey 0
@@ -130,8 +133,9 @@ static_assert(decltype(boost::hana::length(boost::hana::accessors<endpoint>())):
 
 } // namespace detail
 
-/// Version of both the binary and the text form ("rcq1 ..."). Peers must agree.
-inline constexpr std::uint16_t endpoint_wire_version = 1;
+/// Version of both the binary and the text form ("rcq2 ..."). Peers must agree.
+/// Version 2 added mtu, initiator_depth and responder_resources.
+inline constexpr std::uint16_t endpoint_wire_version = 2;
 
 /// Size of an encoded endpoint: 8 bytes of header plus the members.
 inline constexpr std::size_t endpoint_wire_size =
@@ -149,7 +153,8 @@ inline std::array<std::byte, endpoint_wire_size> encode(const endpoint& ep);
 inline endpoint decode(std::span<const std::byte> bytes);
 
 /// One line, no trailing newline:
-/// `rcq1 qpn=0x.. psn=0x.. lid=0x.. gid=xxxx:...:xxxx remote_addr=0x.. rkey=0x.. remote_len=0x..`
+/// `rcq2 qpn=0x.. psn=0x.. lid=0x.. gid=xxxx:...:xxxx remote_addr=0x.. rkey=0x.. remote_len=0x..
+/// mtu=0x.. initiator_depth=0x.. responder_resources=0x..`
 inline std::string to_text(const endpoint& ep);
 
 /// Parses to_text's form. Keys may come in any order, separated by spaces or
@@ -189,6 +194,13 @@ inline std::string quote(std::string_view text, std::size_t limit = 40) {
     return out + "\"";
 }
 
+// Which versions met, for both forms' errors.
+inline std::string version_mismatch(unsigned long peer_version) {
+    return "version " + std::to_string(peer_version) +
+           " not supported (the peer speaks endpoint version " + std::to_string(peer_version) +
+           ", this build speaks version " + std::to_string(endpoint_wire_version) + ")";
+}
+
 [[noreturn]] inline void bad_wire(const std::string& what, const std::string& hint = {}) {
     throw_invalid("endpoint: " + what, hint, EPROTO);
 }
@@ -222,9 +234,7 @@ inline void check_endpoint_header(std::span<const std::byte> bytes) {
     if (bytes.size() < endpoint_header_size) truncated();
     auto version = wire_field<std::uint16_t>::get(bytes.data() + 4);
     if (version != endpoint_wire_version)
-        bad_wire("version " + std::to_string(version) + " not supported (this build speaks version " +
-                     std::to_string(endpoint_wire_version) + ")",
-                 "build both sides with the same rcq release");
+        bad_wire(version_mismatch(version), "build both sides with the same rcq release");
     auto length = wire_field<std::uint16_t>::get(bytes.data() + 6);
     if (length != endpoint_payload_size())
         bad_wire("payload length " + std::to_string(length) + " does not match " +
@@ -379,9 +389,7 @@ inline endpoint from_text(std::string_view text) {
         bool numbered = head.substr(0, 3) == "rcq" && !version.empty() && version.size() <= 5 &&
                         version.find_first_not_of("0123456789") == std::string_view::npos;
         if (numbered)
-            detail::bad_text("version " + std::string(version) +
-                                 " not supported (this build speaks version " +
-                                 std::to_string(endpoint_wire_version) + ")",
+            detail::bad_text(detail::version_mismatch(std::stoul(std::string(version))),
                              "build both sides with the same rcq release");
         detail::bad_text("expected the line to start with \"" + prefix + "\", got " +
                              detail::quote(head),

@@ -43,6 +43,9 @@ struct gid_entry {
         static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         return std::memcmp(gid.data(), prefix, sizeof prefix) == 0;
     }
+    /// A link-local IPv6 address (fe80::/10): reaches only peers on the same
+    /// Ethernet segment, and only through that port.
+    bool is_link_local() const noexcept { return gid[0] == 0xfe && (gid[1] & 0xc0) == 0x80; }
     /// The GID as an IPv6 address, e.g. "::ffff:10.0.2.15" or "fe80::1".
     std::string address() const {
         char text[INET6_ADDRSTRLEN] = {};
@@ -56,7 +59,8 @@ struct gid_entry {
     /// "RoCE v2 IPv4" and so on.
     std::string kind() const {
         if (type == gid_type::ib) return "IB";
-        return std::string(to_string(type)) + (is_ipv4() ? " IPv4" : " IPv6");
+        return std::string(to_string(type)) + (is_ipv4() ? " IPv4" : " IPv6") +
+               (is_link_local() ? " link-local" : "");
     }
 };
 
@@ -81,25 +85,39 @@ inline std::vector<gid_entry> gid_table(ibv_context* ctx, std::uint8_t port_num 
     return out;
 }
 
-/// The GID rcq uses when none is named: the first RoCE v2 IPv4 entry, else
-/// the first RoCE v2 entry, else nothing.
-inline std::optional<gid_entry> preferred_gid(const std::vector<gid_entry>& table) {
-    std::optional<gid_entry> v2;
+/// The address family of the peer's address, when the caller knows it
+/// (e.g. the TCP handshake's server address); `any` when not.
+enum class address_family { any, ipv4, ipv6 };
+
+/// The GID rcq uses when none is named, among the RoCE v2 entries: a
+/// routable one of the peer's family (IPv4 when the family is not known),
+/// then a link-local one of that family, then the same two of the other
+/// family; nothing when the port has no RoCE v2 GID. A link-local result is
+/// never used silently: rcq::connection says so in its narration.
+inline std::optional<gid_entry> preferred_gid(const std::vector<gid_entry>& table,
+                                              address_family peer = address_family::any) {
+    const bool want_v4 = peer != address_family::ipv6;
+    std::optional<gid_entry> best;
+    int best_rank = 4;
     for (const gid_entry& e : table) {
         if (e.type != gid_type::roce_v2) continue;
-        if (e.is_ipv4()) return e;
-        if (!v2) v2 = e;
+        const int rank = (e.is_ipv4() == want_v4 ? 0 : 2) + (e.is_link_local() ? 1 : 0);
+        if (rank < best_rank) {
+            best = e;
+            best_rank = rank;
+        }
     }
-    return v2;
+    return best;
 }
 
 /// The GID to use on `port_num`: the RoCE v2 GID at `index` when one is
-/// given, else the preferred one. Throws rcq::error with the right index as a
+/// given, else the preferred one for a peer of family `peer`. Throws rcq::error with the right index as a
 /// hint when `index` is empty, out of range or not RoCE v2.
 inline gid_entry choose_gid(ibv_context* ctx, std::uint8_t port_num,
-                            std::optional<int> index = std::nullopt) {
+                            std::optional<int> index = std::nullopt,
+                            address_family peer = address_family::any) {
     const std::vector<gid_entry> table = gid_table(ctx, port_num);
-    const std::optional<gid_entry> best = preferred_gid(table);
+    const std::optional<gid_entry> best = preferred_gid(table, peer);
     const std::string where = device_name(ctx) + " port " + std::to_string(port_num);
     const std::string suggestion =
         best ? "the RoCE v2 " + std::string(best->is_ipv4() ? "IPv4" : "IPv6") +

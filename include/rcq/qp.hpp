@@ -56,7 +56,7 @@ struct init_attrs {
 
 /// INIT -> RTR: where the peer is. RoCE v2 always routes with a GRH.
 struct rtr_attrs {
-    /// The peer's QP number.
+    /// The peer's QP number (24 bits used; higher bits are ignored).
     std::uint32_t dest_qpn = 0;
     std::uint32_t rq_psn = 0; ///< The peer's initial send PSN.
     std::uint16_t dlid = 0; ///< The peer's LID; 0 on RoCE.
@@ -68,15 +68,20 @@ struct rtr_attrs {
     ibv_mtu path_mtu = IBV_MTU_1024; ///< The path MTU: at most the port's active MTU.
     /// The GRH hop limit.
     std::uint8_t hop_limit = 64;
-    /// GRH flow label and traffic class, and the service level: 0 unless a
-    /// connection manager chose them (RoCE v2 derives the UDP source port
-    /// from the flow label).
+    /// The GRH flow label: 0 unless a connection manager chose one (RoCE v2
+    /// derives the UDP source port from it).
     std::uint32_t flow_label = 0;
+    /// The GRH's traffic class: DSCP in the upper 6 bits, ECN in the lower 2
+    /// (e.g. DSCP 26 is 104). Switches map it to a lossless (PFC) class.
     std::uint8_t traffic_class = 0;
+    /// Service level (0-15); on RoCE it selects the VLAN priority (PCP).
     std::uint8_t sl = 0;
-    /// RDMA READs and atomics the peer may have outstanding on us.
+    /// RDMA READs and atomics the peer may have outstanding towards us
+    /// (our responder resources); at most the device's max_qp_rd_atom.
     std::uint8_t max_dest_rd_atomic = 1;
-    std::uint8_t min_rnr_timer = 12; ///< The RNR NAK timer code (12: 0.64 ms).
+    /// How long a sender we turned away for lack of a receive (an RNR NAK)
+    /// waits before trying again: 12 is 0.64 ms.
+    std::uint8_t min_rnr_timer = 12;
 };
 
 /// RTR -> RTS.
@@ -84,10 +89,19 @@ struct rts_attrs {
     std::uint32_t sq_psn = 0; ///< Our initial send PSN, the one the peer was told.
     /// Local ACK timeout 4.096 us * 2^timeout; 14 (67 ms) tolerates software RoCE.
     std::uint8_t timeout = 14;
-    /// Retries on a missing acknowledgement.
-    std::uint8_t retry_cnt = 7;
-    std::uint8_t rnr_retry = 7; ///< Retries on receiver-not-ready; 7 means retry forever.
-    /// RDMA READs and atomics we may have outstanding.
+    /// Retransmissions after an ACK timeout before the WR fails with
+    /// IBV_WC_RETRY_EXC_ERR. 6, not 7: Soft-RoCE (rxe) treats 7 as "retry
+    /// forever", so a dead peer would never be reported. With timeout 14 a
+    /// peer that stopped answering is reported after about 7 x 67 ms = 0.5 s.
+    std::uint8_t retry_cnt = 6;
+    /// Retries after a receiver-not-ready NAK (the peer had no receive
+    /// posted) before IBV_WC_RNR_RETRY_EXC_ERR. 7 means "for ever", which
+    /// turns a missing receive into a silent stall; 6 rides out a receiver
+    /// that is a few timer periods late (the peer's min_rnr_timer, 0.64 ms by
+    /// default) and then reports the bug as an error naming its cause.
+    std::uint8_t rnr_retry = 6;
+    /// RDMA READs and atomics we may have outstanding (our initiator depth);
+    /// at most the peer's max_dest_rd_atomic and our device's max_qp_init_rd_atom.
     std::uint8_t max_rd_atomic = 1;
 };
 
@@ -200,17 +214,17 @@ public:
         ibv_qp_attr attr{};
         attr.qp_state = IBV_QPS_RTR;
         attr.path_mtu = a.path_mtu;
-        attr.dest_qp_num = a.dest_qpn;
+        attr.dest_qp_num = a.dest_qpn & 0xffffff; // QPNs are 24 bits, like PSNs
         attr.rq_psn = a.rq_psn & 0xffffff;
         attr.max_dest_rd_atomic = a.max_dest_rd_atomic;
         attr.min_rnr_timer = a.min_rnr_timer;
         attr.ah_attr.is_global = 1;
         attr.ah_attr.dlid = a.dlid;
         attr.ah_attr.port_num = a.port_num;
+        attr.ah_attr.sl = a.sl;
         attr.ah_attr.grh.hop_limit = a.hop_limit;
         attr.ah_attr.grh.flow_label = a.flow_label;
         attr.ah_attr.grh.traffic_class = a.traffic_class;
-        attr.ah_attr.sl = a.sl;
         attr.ah_attr.grh.sgid_index = a.sgid_index;
         std::memcpy(attr.ah_attr.grh.dgid.raw, a.dgid.data(), 16);
         modify(attr,

@@ -1,6 +1,7 @@
 // rcq/rcq.hpp - the whole public interface of rcq in one include.
 #pragma once
 
+#include <rcq/agreement.hpp>
 #include <rcq/buffer/borrowed.hpp>
 #include <rcq/buffer/external.hpp>
 #include <rcq/buffer/owned.hpp>

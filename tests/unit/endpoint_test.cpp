@@ -25,6 +25,9 @@ rcq::endpoint random_endpoint(std::mt19937_64& rng) {
     ep.remote_addr = rng();
     ep.rkey = static_cast<std::uint32_t>(rng());
     ep.remote_len = rng();
+    ep.mtu = static_cast<std::uint16_t>(rng());
+    ep.initiator_depth = static_cast<std::uint8_t>(rng());
+    ep.responder_resources = static_cast<std::uint8_t>(rng());
     return ep;
 }
 
@@ -35,7 +38,10 @@ rcq::endpoint sample() {
             .gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1},
             .remote_addr = 0x7f0012345000,
             .rkey = 0x1234,
-            .remote_len = 4096};
+            .remote_len = 4096,
+            .mtu = 1024,
+            .initiator_depth = 16,
+            .responder_resources = 8};
 }
 
 bytes encoded(const rcq::endpoint& ep) {
@@ -70,18 +76,20 @@ std::string text_error(std::string_view in) {
 // ---- binary form -----------------------------------------------------------
 
 TEST(EndpointWire, SizeIsHeaderPlusMembers) {
-    EXPECT_EQ(rcq::endpoint_wire_size, 8u + 4 + 4 + 2 + 16 + 8 + 4 + 8);
+    EXPECT_EQ(rcq::endpoint_wire_size, 8u + 4 + 4 + 2 + 16 + 8 + 4 + 8 + 2 + 1 + 1);
 }
 
 TEST(EndpointWire, LayoutIsBigEndianInDeclarationOrder) {
     auto wire = encoded(sample());
     const bytes expected_start{std::byte{'R'}, std::byte{'C'}, std::byte{'Q'}, std::byte{'E'},
-                               std::byte{0},   std::byte{1},   std::byte{0},   std::byte{46},
+                               std::byte{0},   std::byte{2},   std::byte{0},   std::byte{50},
                                std::byte{0},   std::byte{0},   std::byte{0},   std::byte{0x11},
                                std::byte{0},   std::byte{0xab}, std::byte{0xcd}, std::byte{0xef}};
     EXPECT_EQ(bytes(wire.begin(), wire.begin() + 16), expected_start);
-    EXPECT_EQ(wire.back(), std::byte{0}); // remote_len 4096 = 0x...1000
-    EXPECT_EQ(wire[wire.size() - 2], std::byte{0x10});
+    // ... remote_len 4096 = 0x...1000, mtu 1024 = 0x0400, depths 16 and 8.
+    const bytes expected_end{std::byte{0x10}, std::byte{0}, std::byte{4}, std::byte{0},
+                             std::byte{16}, std::byte{8}};
+    EXPECT_EQ(bytes(wire.end() - 6, wire.end()), expected_end);
 }
 
 TEST(EndpointWire, RandomRoundTrips) {
@@ -96,14 +104,14 @@ TEST(EndpointWire, EveryTruncationIsReported) {
     auto wire = encoded(sample());
     for (std::size_t n = 0; n < wire.size(); ++n) {
         auto msg = decode_error(bytes(wire.begin(), wire.begin() + static_cast<std::ptrdiff_t>(n)));
-        EXPECT_THAT(msg, HasSubstr("endpoint: truncated: " + std::to_string(n) + " of 54 bytes"));
+        EXPECT_THAT(msg, HasSubstr("endpoint: truncated: " + std::to_string(n) + " of 58 bytes"));
     }
 }
 
 TEST(EndpointWire, TrailingBytesAreRejected) {
     auto wire = encoded(sample());
     wire.resize(wire.size() + 3);
-    EXPECT_THAT(decode_error(wire), HasSubstr("3 unexpected bytes after the 54-byte message"));
+    EXPECT_THAT(decode_error(wire), HasSubstr("3 unexpected bytes after the 58-byte message"));
 }
 
 TEST(EndpointWire, BadMagicNamesWhatArrived) {
@@ -121,15 +129,22 @@ TEST(EndpointWire, UnknownVersion) {
     auto wire = encoded(sample());
     wire[5] = std::byte{7};
     EXPECT_THAT(decode_error(wire),
-                HasSubstr("endpoint: version 7 not supported (this build speaks version 1)"));
+                HasSubstr("endpoint: version 7 not supported (the peer speaks endpoint version 7, "
+                          "this build speaks version 2)"));
+    // A peer of the previous release, which lacked mtu and the READ depths.
+    wire[5] = std::byte{1};
+    wire[7] = std::byte{46};
+    EXPECT_THAT(decode_error(wire),
+                HasSubstr("version 1 not supported (the peer speaks endpoint version 1, this build "
+                          "speaks version 2)"));
 }
 
 TEST(EndpointWire, PayloadLengthMustMatch) {
     auto wire = encoded(sample());
     wire[6] = std::byte{0x0f}, wire[7] = std::byte{0xa0}; // 4000: oversized
-    EXPECT_THAT(decode_error(wire), HasSubstr("payload length 4000 does not match 46 for version 1"));
-    wire[6] = std::byte{0}, wire[7] = std::byte{44}; // undersized
-    EXPECT_THAT(decode_error(wire), HasSubstr("payload length 44 does not match 46 for version 1"));
+    EXPECT_THAT(decode_error(wire), HasSubstr("payload length 4000 does not match 50 for version 2"));
+    wire[6] = std::byte{0}, wire[7] = std::byte{46}; // undersized: version 1's length
+    EXPECT_THAT(decode_error(wire), HasSubstr("payload length 46 does not match 50 for version 2"));
 }
 
 TEST(EndpointWire, HeaderIsCheckedBeforeLength) {
@@ -165,8 +180,9 @@ TEST(EndpointWire, RandomBytesDecodeOrThrow) {
 
 TEST(EndpointText, Form) {
     EXPECT_EQ(rcq::to_text(sample()),
-              "rcq1 qpn=0x11 psn=0xabcdef lid=0x0 gid=0000:0000:0000:0000:0000:ffff:0a00:0001 "
-              "remote_addr=0x7f0012345000 rkey=0x1234 remote_len=0x1000");
+              "rcq2 qpn=0x11 psn=0xabcdef lid=0x0 gid=0000:0000:0000:0000:0000:ffff:0a00:0001 "
+              "remote_addr=0x7f0012345000 rkey=0x1234 remote_len=0x1000 mtu=0x400 "
+              "initiator_depth=0x10 responder_resources=0x8");
 }
 
 TEST(EndpointText, RandomRoundTrips) {
@@ -178,7 +194,8 @@ TEST(EndpointText, RandomRoundTrips) {
 }
 
 TEST(EndpointText, AcceptsReorderedKeysExtraBlanksAndANewline) {
-    auto ep = rcq::from_text("  rcq1\tremote_len=0x1000 rkey=0x1234  remote_addr=0x7F0012345000 "
+    auto ep = rcq::from_text("  rcq2\tremote_len=0x1000 rkey=0x1234  remote_addr=0x7F0012345000 "
+                             "responder_resources=0x08 initiator_depth=0x10 mtu=0x400 "
                              "gid=0000:0000:0000:0000:0000:FFFF:0a00:0001 lid=0x0000 psn=0xabcdef "
                              "qpn=0x11\r\n");
     EXPECT_EQ(ep, sample());
@@ -207,15 +224,17 @@ std::string with(const std::string& key, const std::string& value) {
 }
 
 TEST(EndpointText, UnknownKey) {
-    auto msg = text_error(rcq::to_text(sample()) + " mtu=0x400");
-    EXPECT_THAT(msg, HasSubstr("endpoint text: unknown key \"mtu\""));
-    EXPECT_THAT(msg, HasSubstr("known keys: qpn psn lid gid remote_addr rkey remote_len"));
+    auto msg = text_error(rcq::to_text(sample()) + " sl=0x3");
+    EXPECT_THAT(msg, HasSubstr("endpoint text: unknown key \"sl\""));
+    EXPECT_THAT(msg, HasSubstr("known keys: qpn psn lid gid remote_addr rkey remote_len mtu "
+                               "initiator_depth responder_resources"));
 }
 
 TEST(EndpointText, MissingKey) {
     EXPECT_THAT(text_error(with("psn", "")), HasSubstr("missing key \"psn\""));
     EXPECT_THAT(text_error(with("remote_len", "")), HasSubstr("missing key \"remote_len\""));
-    EXPECT_THAT(text_error("rcq1"), HasSubstr("missing key \"qpn\""));
+    EXPECT_THAT(text_error(with("mtu", "")), HasSubstr("missing key \"mtu\""));
+    EXPECT_THAT(text_error("rcq2"), HasSubstr("missing key \"qpn\""));
 }
 
 TEST(EndpointText, DuplicateKey) {
@@ -255,11 +274,13 @@ TEST(EndpointText, BadGid) {
 
 TEST(EndpointText, WrongPrefixOrVersion) {
     auto body = rcq::to_text(sample()).substr(4);
-    EXPECT_THAT(text_error("rcq2" + body),
-                HasSubstr("endpoint text: version 2 not supported (this build speaks version 1)"));
-    EXPECT_THAT(text_error("rcx1" + body), HasSubstr("expected the line to start with \"rcq1\", got \"rcx1\""));
-    EXPECT_THAT(text_error(body.substr(1)), HasSubstr("expected the line to start with \"rcq1\""));
-    EXPECT_THAT(text_error(""), HasSubstr("expected the line to start with \"rcq1\", got \"\""));
+    EXPECT_THAT(text_error("rcq1" + body),
+                HasSubstr("endpoint text: version 1 not supported (the peer speaks endpoint version 1, "
+                          "this build speaks version 2)"));
+    EXPECT_THAT(text_error("rcq3" + body), HasSubstr("the peer speaks endpoint version 3"));
+    EXPECT_THAT(text_error("rcx2" + body), HasSubstr("expected the line to start with \"rcq2\", got \"rcx2\""));
+    EXPECT_THAT(text_error(body.substr(1)), HasSubstr("expected the line to start with \"rcq2\""));
+    EXPECT_THAT(text_error(""), HasSubstr("expected the line to start with \"rcq2\", got \"\""));
     EXPECT_THAT(text_error("rcq" + body), HasSubstr("got \"rcq\""));
 }
 
@@ -283,7 +304,7 @@ TEST(EndpointText, OverlongInput) {
 }
 
 TEST(EndpointText, HostileTextIsQuotedAndCut) {
-    auto msg = text_error("rcq1 " + std::string(500, 'k') + "=0x1");
+    auto msg = text_error("rcq2 " + std::string(500, 'k') + "=0x1");
     EXPECT_THAT(msg, HasSubstr("unknown key \"kkkk"));
     EXPECT_THAT(msg, HasSubstr("...\""));
     EXPECT_LT(msg.size(), 300u);
@@ -292,7 +313,7 @@ TEST(EndpointText, HostileTextIsQuotedAndCut) {
 TEST(EndpointText, RandomTextParsesOrThrows) {
     std::mt19937_64 rng(11);
     const std::string valid = rcq::to_text(sample());
-    const std::string alphabet = "rcq1 =0x:abcdefgABCDEF0123456789 qpnsidlmteuk_\t\n\r\xff";
+    const std::string alphabet = "rcq2 =0x:abcdefgABCDEF0123456789 qpnsidlmteukor_\t\n\r\xff";
     for (int i = 0; i < 10000; ++i) {
         std::string in;
         switch (i % 3) {

@@ -243,7 +243,7 @@ TEST(EnvHandshake, VariableMalformed) {
     pipe_fds in, out;
     scoped_variable var("RCQ_TEST_BAD");
     auto side = side_on(in, out, var);
-    var.set("rcq1 qpn=0x1 psn=0x2");
+    var.set("rcq2 qpn=0x1 psn=0x2");
     EXPECT_THAT(error_of([&] { side.exchange(endpoint_with(1)); }, EINVAL),
                 HasSubstr("env handshake: RCQ_TEST_BAD: endpoint text: missing key \"lid\""));
     var.set("rcq7 qpn=0x1");
@@ -298,7 +298,7 @@ TEST(EnvHandshake, MalformedPeerLine) {
     auto side = side_on(in, out, var);
     EXPECT_THAT(error_of([&] { side.exchange(endpoint_with(1)); }, EINVAL),
                 HasSubstr("env handshake: the peer's endpoint line on fd " + std::to_string(in.read.get()) +
-                          ": endpoint text: expected the line to start with \"rcq1\", got \"hello\""));
+                          ": endpoint text: expected the line to start with \"rcq2\", got \"hello\""));
 }
 
 TEST(EnvHandshake, NoPeerLineIsATimeout) {

@@ -314,7 +314,7 @@ TEST_F(FileHandshake, TruncatedFile) {
     auto full = record("endpoint", "server", old_a, "none");
     EXPECT_THAT(client_error_with_server_file(full.substr(0, full.size() - 20), EPROTO),
                 HasSubstr("truncated (the last line has no newline)"));
-    auto cut_at_line = full.substr(0, full.find("endpoint rcq1"));
+    auto cut_at_line = full.substr(0, full.find("endpoint rcq2"));
     EXPECT_THAT(client_error_with_server_file(cut_at_line, EPROTO),
                 HasSubstr("truncated or incomplete: no \"endpoint\" line"));
 }
@@ -335,7 +335,7 @@ TEST_F(FileHandshake, WrongVersion) {
 
 TEST_F(FileHandshake, WrongEndpointVersionInside) {
     auto text = record("endpoint", "server", old_a, "none");
-    text.replace(text.find("endpoint rcq1"), 13, "endpoint rcq9");
+    text.replace(text.find("endpoint rcq2"), 13, "endpoint rcq9");
     EXPECT_THAT(client_error_with_server_file(text, EINVAL),
                 HasSubstr("job42.server.endpoint: endpoint text: version 9 not supported"));
 }

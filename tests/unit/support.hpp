@@ -19,7 +19,10 @@ inline rcq::endpoint endpoint_with(std::uint32_t qpn) {
             .gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 7},
             .remote_addr = 0x7f0000001000,
             .rkey = 0x1234,
-            .remote_len = 4096};
+            .remote_len = 4096,
+            .mtu = 1024,
+            .initiator_depth = 16,
+            .responder_resources = 16};
 }
 
 /// Runs `f`, expects an rcq::error with errno value `code`, returns its message.

@@ -153,6 +153,34 @@ public:
     /// Whether this is the server side.
     bool is_server() const noexcept { return server_; }
 
+    /// A liveness signal, without blocking: whether the peer has closed the
+    /// connection, which stays open after barrier() until this object is
+    /// closed or destroyed. The peer's kernel closes it when the peer's
+    /// process ends for any reason (exit, crash, kill -9), so a survivor
+    /// learns of it at once; a peer whose whole machine stopped sends nothing
+    /// and is seen only by the RDMA transport's retry limit. False while not
+    /// connected.
+    bool peer_closed() const noexcept {
+        if (!conn_) return false;
+        pollfd p{conn_.get(), POLLIN | POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) <= 0) return false;
+        if (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) return true;
+        std::byte b{};
+        const ssize_t n = ::recv(conn_.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+
+    /// The client's server address family when the host is a numeric
+    /// address, which lets the GID choice match it; AF_UNSPEC otherwise.
+    int peer_family() const noexcept {
+        if (server_) return AF_UNSPEC;
+        in6_addr v6{};
+        in_addr v4{};
+        if (::inet_pton(AF_INET, host_.c_str(), &v4) == 1) return AF_INET;
+        if (::inet_pton(AF_INET6, host_.c_str(), &v6) == 1) return AF_INET6;
+        return AF_UNSPEC;
+    }
+
     /// For the narration: "tcp server on port 18515", "tcp client to host:port".
     std::string describe() const {
         return server_ ? "tcp server on port " + std::to_string(port_)

@@ -22,10 +22,12 @@ namespace rcq::poll {
 /// so a waiting thread costs no CPU; each wake-up costs a system call and an
 /// event acknowledgement, tens of microseconds more latency than spinning.
 ///
-/// The CQ is kept armed (ibv_req_notify_cq) whenever it is found empty, and
-/// it is always polled again after re-arming: a completion that arrives
-/// between the last empty poll and the re-arm is found by that poll rather
-/// than waiting for an event that will never come.
+/// Every CQ made by make_cq() is armed (ibv_req_notify_cq) from the start,
+/// and a CQ whose event is taken is re-armed at once, whichever CQ the wait
+/// was for: several CQs may share the channel, and a wait on one can take
+/// another's event. The CQ waited on is polled again after each event, so a
+/// completion that arrives between the last empty poll and the re-arm is
+/// found by that poll rather than waiting for an event that will never come.
 /// Move-only; owns the channel, which must outlive the CQ it made.
 class blocking {
 public:
@@ -83,7 +85,6 @@ public:
             if (ready == 0) return c.poll(out); // one last look, then report the deadline
             if (ready < 0) continue;
             if (int rc = take_event(); rc != 0) return rc;
-            if (ibv_req_notify_cq(c.get(), 0) != 0) return -EIO;
         }
     }
 
@@ -91,6 +92,10 @@ public:
     static const char* describe() noexcept { return "blocking on a completion channel"; }
 
 private:
+    // Takes one event from the channel and re-arms the CQ it came from (not
+    // necessarily the one being waited on: if that other CQ were left
+    // unarmed, its next completion would raise no event and its own waiter
+    // would sleep until its deadline with the completion already there).
     int take_event() noexcept {
         ibv_cq* event_cq = nullptr;
         void* cq_context = nullptr;
@@ -98,7 +103,7 @@ private:
             return errno == EAGAIN ? 0 : -errno; // EAGAIN: woken by an event already taken
         // Acknowledged at once: ibv_destroy_cq waits for every event to be.
         ibv_ack_cq_events(event_cq, 1);
-        return 0;
+        return ibv_req_notify_cq(event_cq, 0) != 0 ? -EIO : 0;
     }
 
     ibv_comp_channel* channel_;
