@@ -589,33 +589,38 @@ private:
             describe(local_));
         remote_ = handshake_.exchange(local_);
         say("handshake: received peer endpoint  " + describe(remote_));
-        const agreed_settings agreed = agree(local_, remote_);
-
-        rtr_attrs rtr{
-            .dest_qpn = remote_.qpn,
-            .rq_psn = remote_.psn,
-            .dlid = remote_.lid,
-            .dgid = remote_.gid,
-            .sgid_index = static_cast<std::uint8_t>(gid_.index),
-            .port_num = opts.port,
-            .path_mtu = agreed.path_mtu,
-            .traffic_class = opts.traffic_class,
-            .sl = opts.service_level,
-            .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
-        };
-        rts_attrs rts{.sq_psn = local_.psn,
-                      .retry_cnt = opts.retry_cnt,
-                      .rnr_retry = opts.rnr_retry,
-                      .max_rd_atomic = agreed.max_rd_atomic};
+        rtr_attrs rtr;
+        rts_attrs rts;
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
-            // The CM chose the PSNs, the path and the READ depth.
+            // The CM chose the PSNs, the path, its MTU and the READ depth.
             rtr = handshake_.rtr_attributes();
             rts = handshake_.rts_attributes();
             local_.psn = rts.sq_psn;
+        } else {
+            const agreed_settings agreed = agree(local_, remote_);
+            rtr = {
+                .dest_qpn = remote_.qpn,
+                .rq_psn = remote_.psn,
+                .dlid = remote_.lid,
+                .dgid = remote_.gid,
+                .sgid_index = static_cast<std::uint8_t>(gid_.index),
+                .port_num = opts.port,
+                .path_mtu = agreed.path_mtu,
+                .traffic_class = opts.traffic_class,
+                .sl = opts.service_level,
+                .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
+            };
+            rts = {.sq_psn = local_.psn,
+                   .retry_cnt = opts.retry_cnt,
+                   .rnr_retry = opts.rnr_retry,
+                   .max_rd_atomic = agreed.max_rd_atomic};
         }
         auto ready_to_receive = std::move(initialized).to_rtr(rtr);
-        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + ": ours " +
-            std::to_string(local_.mtu) + ", the peer's " + std::to_string(remote_.mtu) +
+        const std::string mtu_source =
+            detail::handshake_drives_the_qp<handshake_type>
+                ? std::string(", chosen by the CM")
+                : ": ours " + std::to_string(local_.mtu) + ", the peer's " + std::to_string(remote_.mtu);
+        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + mtu_source +
             "; remote QPN 0x" + detail::hex(rtr.dest_qpn & 0xffffff) + "; accepting " +
             std::to_string(rtr.max_dest_rd_atomic) + " READs/atomics outstanding" +
             (rtr.traffic_class || rtr.sl

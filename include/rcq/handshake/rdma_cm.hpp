@@ -13,6 +13,7 @@
 #include <rdma/rdma_cma.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -23,6 +24,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -40,10 +42,68 @@ namespace detail {
 inline constexpr std::size_t cm_request_private_data_max = 56;
 inline constexpr std::size_t cm_reply_private_data_max = 196;
 
-static_assert(rcq::endpoint_wire_size <= cm_request_private_data_max,
-              "rcq::endpoint no longer fits in the 56 bytes of private data of an RDMA CM "
-              "connect request: send only the memory token there (the CM carries QPN, PSN and "
-              "GID itself), or move the endpoint to a message after the connection");
+/// What rcq puts in the private data: the CM carries QPN, PSN, GID, path
+/// MTU and READ depths itself, so only the memory token travels, with the
+/// QPN to tie it to the connection. Magic "RCQM", version (u16), QPN (u32),
+/// address (u64), rkey (u32), length (u64), big-endian: 30 bytes, padded
+/// with zeros by the CM.
+inline constexpr std::array<std::byte, 4> cm_token_magic{std::byte{'R'}, std::byte{'C'},
+                                                         std::byte{'Q'}, std::byte{'M'}};
+inline constexpr std::uint16_t cm_token_version = 1;
+inline constexpr std::size_t cm_token_size = 4 + 2 + 4 + 8 + 4 + 8;
+
+static_assert(cm_token_size <= cm_request_private_data_max,
+              "rcq's memory token no longer fits in the 56 bytes of private data of an RDMA CM "
+              "connect request: move it to a message after the connection");
+
+inline std::array<std::byte, cm_token_size> encode_cm_token(const endpoint& e) {
+    using rcq::detail::wire_field;
+    std::array<std::byte, cm_token_size> out{};
+    std::copy(cm_token_magic.begin(), cm_token_magic.end(), out.begin());
+    std::size_t at = 4;
+    auto put = [&](auto value) {
+        wire_field<decltype(value)>::put(value, out.data() + at);
+        at += wire_field<decltype(value)>::size;
+    };
+    put(cm_token_version);
+    put(e.qpn);
+    put(e.remote_addr);
+    put(e.rkey);
+    put(e.remote_len);
+    return out;
+}
+
+/// Parses the private data of an rcq peer (`bytes`: what the CM delivered,
+/// zero padding included) into an endpoint holding the QPN and the memory
+/// token. Throws rcq::error (EPROTO) saying what was wrong; never reads
+/// outside `bytes`.
+inline endpoint decode_cm_token(std::span<const std::byte> bytes) {
+    using rcq::detail::wire_field;
+    if (bytes.size() < cm_token_size)
+        throw_invalid("rdma_cm private data: " + std::to_string(bytes.size()) + " bytes, not the " +
+                          std::to_string(cm_token_size) + " of an rcq memory token",
+                      "", EPROTO);
+    if (!std::equal(cm_token_magic.begin(), cm_token_magic.end(), bytes.begin()))
+        throw_invalid("rdma_cm private data: bad magic (expected \"RCQM\")", "", EPROTO);
+    const auto version = wire_field<std::uint16_t>::get(bytes.data() + 4);
+    if (version != cm_token_version)
+        throw_invalid("rdma_cm private data: version " + std::to_string(version) +
+                          " not supported (this build speaks version " +
+                          std::to_string(cm_token_version) + ")",
+                      "build both sides with the same rcq release", EPROTO);
+    endpoint e{};
+    std::size_t at = 6;
+    auto get = [&](auto& field) {
+        using T = std::remove_reference_t<decltype(field)>;
+        field = wire_field<T>::get(bytes.data() + at);
+        at += wire_field<T>::size;
+    };
+    get(e.qpn);
+    get(e.remote_addr);
+    get(e.rkey);
+    get(e.remote_len);
+    return e;
+}
 
 struct cm_channel_deleter {
     void operator()(rdma_event_channel* c) const noexcept { rdma_destroy_event_channel(c); }
@@ -95,9 +155,10 @@ inline std::string cm_reject_reason(int status) {
 /// grant remote READ and WRITE), and the RDMA READ depth, agreed here as the
 /// smaller of this device's limits and what the peer offered.
 ///
-/// With `private_data::rcq_endpoint` (the default) each side's rcq::endpoint,
-/// memory token included when remote access was asked for, travels as the
-/// connect request's and reply's private data; a peer that sends anything
+/// With `private_data::rcq_endpoint` (the default) each side's QPN and memory
+/// token (zero when remote access was not asked for) travel as the connect
+/// request's and reply's private data (the CM carries the rest of the
+/// endpoint itself); a peer that sends anything
 /// else is refused. With `private_data::none` nothing is sent or expected,
 /// which is how rcq talks to programs it did not write (rping).
 ///
@@ -251,7 +312,7 @@ public:
             return;
         }
         rdma_conn_param param = conn_param();
-        auto wire = encode(local_);
+        auto wire = detail::encode_cm_token(local_);
         if (data_ == private_data::rcq_endpoint) {
             param.private_data = wire.data();
             param.private_data_len = static_cast<std::uint8_t>(wire.size());
@@ -532,7 +593,7 @@ private:
         std::chrono::milliseconds backoff{50};
         for (;;) {
             rdma_conn_param param = conn_param();
-            auto wire = encode(local_);
+            auto wire = detail::encode_cm_token(local_);
             if (data_ == private_data::rcq_endpoint) {
                 param.private_data = wire.data();
                 param.private_data_len = static_cast<std::uint8_t>(wire.size());
@@ -603,20 +664,15 @@ private:
         peer_data_.assign(bytes, bytes + (bytes != nullptr ? p.private_data_len : 0));
         if (data_ == private_data::none) return;
         // The private data is padded with zeros to the CM's fixed size.
-        const auto wire = std::span<const std::byte>(peer_data_);
-        if (wire.size() < endpoint_wire_size)
-            throw_invalid(role() + ": " + peer_ + " sent " + std::to_string(wire.size()) +
-                              " bytes of private data, not an rcq endpoint",
-                          "the peer does not speak rcq: use private_data::none", EPROTO);
         try {
-            peer_memory_ = decode(wire.first(endpoint_wire_size));
+            peer_memory_ = detail::decode_cm_token(peer_data_);
         } catch (const error& e) {
             throw error(e.code(), role() + ": the private data of " + peer_ + ": " + e.step(),
                         "the peer does not speak rcq: use private_data::none");
         }
         if ((peer_memory_->qpn & 0xffffff) != (peer_qpn_ & 0xffffff))
-            throw_invalid(role() + ": " + peer_ + " names QPN " + std::to_string(peer_memory_->qpn) +
-                              " in its endpoint but " + std::to_string(peer_qpn_) + " to the CM",
+            throw_invalid(role() + ": " + peer_ + " names QPN 0x" + rcq::detail::hex(peer_memory_->qpn) +
+                              " in its private data but 0x" + rcq::detail::hex(peer_qpn_) + " to the CM",
                           "", EPROTO);
     }
 
