@@ -190,10 +190,7 @@ public:
     const options& settings() const noexcept { return opts_; }
 
 private:
-    std::string budget_text() const {
-        auto ms = opts_.timeout.count();
-        return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
-    }
+    std::string budget_text() const { return detail::budget_text(opts_.timeout); }
 
     const deadline& budget() {
         if (!deadline_) deadline_ = deadline::after(opts_.timeout);

@@ -282,10 +282,7 @@ private:
 
     std::string role() const { return "file handshake as " + opts_.self; }
 
-    std::string budget_text() const {
-        auto ms = opts_.timeout.count();
-        return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
-    }
+    std::string budget_text() const { return detail::budget_text(opts_.timeout); }
 
     const deadline& budget() {
         if (!deadline_) deadline_ = deadline::after(opts_.timeout);
