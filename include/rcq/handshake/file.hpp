@@ -26,6 +26,106 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+namespace rcq::detail {
+
+/// The first line of every handshake file: format name and version.
+inline constexpr std::string_view file_format_line = "rcq-file-handshake 1";
+
+/// One parsed peer file of rcq::handshake::file.
+struct file_record {
+    std::string nonce;
+    std::string ack;
+    endpoint ep{};
+};
+
+/// Parses the text of a peer's handshake file of `kind` ("endpoint" or
+/// "ready") that `peer` of `session` must have written; `where` starts error
+/// messages ("file handshake as client: /dir/job42.server.endpoint"). Throws
+/// rcq::error (EPROTO, or EINVAL from the endpoint parser) for anything
+/// else. Only this function reads a peer's file content.
+inline file_record parse_file_record(std::string_view text, std::string_view kind,
+                                     std::string_view session, std::string_view peer,
+                                     const std::string& where) {
+    auto bad = [&](const std::string& what) {
+        throw_invalid(where + ": " + what,
+                      "it was not written by this version of rcq's file handshake; if it is a "
+                      "leftover, delete it and start both sides again",
+                      EPROTO);
+    };
+    if (text.empty()) bad("empty file");
+    if (text.back() != '\n') bad("truncated (the last line has no newline)");
+    std::string_view lines = text.substr(0, text.size() - 1);
+    auto next_line = [&lines] {
+        auto end = lines.find('\n');
+        auto line = lines.substr(0, end);
+        lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
+        return line;
+    };
+
+    auto first = next_line();
+    if (first != file_format_line) {
+        constexpr std::string_view name = "rcq-file-handshake ";
+        if (first.substr(0, name.size()) == name)
+            throw_invalid(where + ": format " + quote(first.substr(name.size())) +
+                              " not supported (this build reads version 1)",
+                          "build both sides with the same rcq release", EPROTO);
+        bad("expected the first line \"" + std::string(file_format_line) + "\", got " + quote(first));
+    }
+
+    static constexpr std::string_view keys[] = {"file", "session", "side", "nonce", "ack",
+                                                "host", "pid",     "time", "endpoint"};
+    std::string_view values[std::size(keys)]{};
+    bool seen[std::size(keys)]{};
+    while (!lines.empty()) {
+        auto line = next_line();
+        auto space = line.find(' ');
+        auto key = line.substr(0, space);
+        auto value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+        auto it = std::find(std::begin(keys), std::end(keys), key);
+        if (it == std::end(keys)) bad("unknown line " + quote(line));
+        auto i = static_cast<std::size_t>(it - std::begin(keys));
+        if (seen[i]) bad("duplicate line " + quote(key));
+        seen[i] = true;
+        values[i] = value;
+    }
+    auto need = [&](std::size_t i) {
+        if (!seen[i]) bad("truncated or incomplete: no \"" + std::string(keys[i]) + "\" line");
+        return values[i];
+    };
+    auto is_nonce = [](std::string_view v) {
+        return v.size() == 32 && v.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+    };
+
+    if (need(0) != kind)
+        bad("holds a " + quote(values[0]) + " record, expected \"" + std::string(kind) + "\"");
+    if (need(1) != session)
+        bad("belongs to session " + quote(values[1]) + ", not \"" + std::string(session) + "\"");
+    if (need(2) != peer)
+        bad("was written by side " + quote(values[2]) + ", not \"" + std::string(peer) + "\"");
+    file_record r;
+    r.nonce = std::string(need(3));
+    if (!is_nonce(r.nonce)) bad("bad nonce " + quote(r.nonce) + " (expected 32 hex digits)");
+    r.ack = std::string(need(4));
+    if (r.ack != "none" && !is_nonce(r.ack))
+        bad("bad ack " + quote(r.ack) + " (expected 32 hex digits or \"none\")");
+    if (kind == "endpoint") {
+        auto text_form = need(8);
+        try {
+            r.ep = from_text(text_form);
+        } catch (const error& e) {
+            throw error(e.code(), where + ": " + e.step(),
+                        e.hint().empty() ? "delete the file if it is a leftover, and start both "
+                                           "sides again"
+                                         : e.hint());
+        }
+    } else if (seen[8]) {
+        bad("a ready file carries no endpoint");
+    }
+    return r;
+}
+
+} // namespace rcq::detail
+
 namespace rcq::handshake {
 
 /// What rcq::handshake::file needs; see the class comment.
@@ -57,6 +157,11 @@ struct file_options {
 /// Each is written whole under a hidden temporary name in the same folder
 /// (".<session>.<side>.<kind>.<nonce prefix>-<n>.tmp"), fsync'ed and
 /// renamed into place, so a reader sees either no file or a complete one.
+/// Files are created with mode 0600: only this user (and root) can read the
+/// endpoint, its memory token and the nonces. So both sides must run as the
+/// same user: a peer file that another user owns is refused (EPERM), and so
+/// is a symbolic link in its place (ELOOP), as planted, not written by the
+/// peer. (On NFS with root_squash, run both sides as an ordinary user.)
 /// Their content is a few lines of text, one "key value" per line:
 ///
 ///     rcq-file-handshake 1          format and version
@@ -127,7 +232,7 @@ public:
     /// The largest handshake file read; anything larger is refused unread.
     static constexpr std::size_t max_file_size = 4096;
     /// The first line of every file: format name and version.
-    static constexpr std::string_view format_line = "rcq-file-handshake 1";
+    static constexpr std::string_view format_line = detail::file_format_line;
 
     explicit file(options opts) : opts_(std::move(opts)) {
         check_name("session", opts_.session);
@@ -273,12 +378,7 @@ public:
 private:
     enum class phase { fresh, exchanged, done, moved_from };
 
-    // One parsed peer file.
-    struct record {
-        std::string nonce;
-        std::string ack;
-        endpoint ep{};
-    };
+    using record = detail::file_record;
 
     std::string role() const { return "file handshake as " + opts_.self; }
 
@@ -374,7 +474,7 @@ private:
         const auto tmp_path = opts_.folder / ("." + opts_.session + "." + opts_.self + "." +
                                               std::string(kind) + "." + nonce_.substr(0, 8) + "-" +
                                               std::to_string(++writes_) + ".tmp");
-        detail::unique_fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+        detail::unique_fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
         if (!fd) {
             int err = errno;
             throw_error(role() + ": cannot create " + tmp_path.string(),
@@ -416,11 +516,19 @@ private:
     // comment for why it is not waited out).
     std::optional<record> read_peer_file(const std::filesystem::path& path, std::string_view kind) const {
         // O_NONBLOCK: a FIFO planted under that name must not block open().
-        detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+        // O_NOFOLLOW: a symbolic link planted there must not make us read
+        // (and trust) a file of someone else's choosing.
+        detail::unique_fd fd(
+            ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW));
         if (!fd) {
             int err = errno;
             // ESTALE: on NFS, the name was just renamed over; look again later.
             if (err == ENOENT || err == ESTALE || err == EINTR) return std::nullopt;
+            if (err == ELOOP)
+                throw_error(role() + ": " + path.string() + " is a symbolic link; refused",
+                            "the " + opts_.peer + " writes a regular file there; delete the link "
+                            "and start both sides again",
+                            err);
             throw_error(role() + ": cannot open " + path.string(),
                         err == EACCES ? "the " + opts_.peer + "'s files must be readable by this user"
                                       : "",
@@ -435,6 +543,15 @@ private:
         struct stat st{};
         if (::fstat(fd.get(), &st) != 0) throw_error(role() + ": fstat of " + path.string());
         if (!S_ISREG(st.st_mode)) bad("not a regular file");
+        // Both sides run as the same user (the files are 0600): a file that
+        // another user owns was planted by someone else.
+        if (st.st_uid != ::geteuid())
+            throw_error(role() + ": " + path.string() + " is owned by uid " +
+                            std::to_string(st.st_uid) + ", not by this user (uid " +
+                            std::to_string(::geteuid()) + "); refused",
+                        "run both sides as the same user; if the file is a leftover of another "
+                        "user, delete it or use another folder or session",
+                        EPERM);
         if (static_cast<std::uintmax_t>(st.st_size) > max_file_size)
             bad(std::to_string(st.st_size) + " bytes is too large for a handshake file (at most " +
                 std::to_string(max_file_size) + ")");
@@ -453,83 +570,8 @@ private:
         if (got > max_file_size)
             bad("more than " + std::to_string(max_file_size) + " bytes, too large for a handshake file");
         text.resize(got);
-        return parse(path, kind, text, bad);
-    }
-
-    template <class Bad>
-    record parse(const std::filesystem::path& path, std::string_view kind, std::string_view text,
-                 Bad& bad) const {
-        if (text.empty()) bad("empty file");
-        if (text.back() != '\n') bad("truncated (the last line has no newline)");
-        std::string_view lines = text.substr(0, text.size() - 1);
-        auto next_line = [&lines] {
-            auto end = lines.find('\n');
-            auto line = lines.substr(0, end);
-            lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
-            return line;
-        };
-
-        auto first = next_line();
-        if (first != format_line) {
-            constexpr std::string_view name = "rcq-file-handshake ";
-            if (first.substr(0, name.size()) == name)
-                throw_invalid(role() + ": " + path.string() + ": format " +
-                                  detail::quote(first.substr(name.size())) +
-                                  " not supported (this build reads version 1)",
-                              "build both sides with the same rcq release", EPROTO);
-            bad("expected the first line \"" + std::string(format_line) + "\", got " + detail::quote(first));
-        }
-
-        static constexpr std::string_view keys[] = {"file", "session", "side", "nonce", "ack",
-                                                    "host", "pid",     "time", "endpoint"};
-        std::string_view values[std::size(keys)]{};
-        bool seen[std::size(keys)]{};
-        while (!lines.empty()) {
-            auto line = next_line();
-            auto space = line.find(' ');
-            auto key = line.substr(0, space);
-            auto value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
-            auto it = std::find(std::begin(keys), std::end(keys), key);
-            if (it == std::end(keys)) bad("unknown line " + detail::quote(line));
-            auto i = static_cast<std::size_t>(it - std::begin(keys));
-            if (seen[i]) bad("duplicate line " + detail::quote(key));
-            seen[i] = true;
-            values[i] = value;
-        }
-        auto need = [&](std::size_t i) {
-            if (!seen[i]) bad("truncated or incomplete: no \"" + std::string(keys[i]) + "\" line");
-            return values[i];
-        };
-        auto is_nonce = [](std::string_view v) {
-            return v.size() == 32 && v.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-        };
-
-        if (need(0) != kind)
-            bad("holds a " + detail::quote(values[0]) + " record, expected \"" + std::string(kind) + "\"");
-        if (need(1) != opts_.session)
-            bad("belongs to session " + detail::quote(values[1]) + ", not \"" + opts_.session + "\"");
-        if (need(2) != opts_.peer)
-            bad("was written by side " + detail::quote(values[2]) + ", not \"" + opts_.peer + "\"");
-        record r;
-        r.nonce = std::string(need(3));
-        if (!is_nonce(r.nonce)) bad("bad nonce " + detail::quote(r.nonce) + " (expected 32 hex digits)");
-        r.ack = std::string(need(4));
-        if (r.ack != "none" && !is_nonce(r.ack))
-            bad("bad ack " + detail::quote(r.ack) + " (expected 32 hex digits or \"none\")");
-        if (kind == "endpoint") {
-            auto text_form = need(8);
-            try {
-                r.ep = from_text(text_form);
-            } catch (const error& e) {
-                throw error(e.code(), role() + ": " + path.string() + ": " + e.step(),
-                            e.hint().empty() ? "delete the file if it is a leftover, and start both "
-                                               "sides again"
-                                             : e.hint());
-            }
-        } else if (seen[8]) {
-            bad("a ready file carries no endpoint");
-        }
-        return r;
+        return detail::parse_file_record(text, kind, opts_.session, opts_.peer,
+                                         role() + ": " + path.string());
     }
 
     void pause(const deadline& dl) const {
