@@ -6,6 +6,8 @@ set -euo pipefail
 
 packages=(cmake make g++ pkg-config libibverbs-dev ibverbs-providers rdma-core ibverbs-utils
           libboost-dev googletest libgtest-dev libgmock-dev libbenchmark-dev valgrind)
+# Handshake authentication, fuzzing (libFuzzer) and the sanitizer build.
+packages+=(libsodium-dev clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -365,7 +365,7 @@ TEST(TcpHandshake, PeerSpeakingAnotherProtocolIsNamedAndToldNothing) {
         return bytes_until_close(fd);
     });
     auto msg = error_of([&] { server.exchange(endpoint_with(1)); }, ETIMEDOUT);
-    EXPECT_THAT(msg, HasSubstr("is not an rcq client: endpoint: bad magic 0x80"));
+    EXPECT_THAT(msg, HasSubstr("was refused: endpoint: bad magic 0x80"));
     EXPECT_THAT(msg, HasSubstr("the client must be an rcq program of the same release"));
     EXPECT_EQ(peer.get(), 0u);
 }

@@ -4,9 +4,11 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
+#include <rcq/secret.hpp>
 
 #include <algorithm>
 #include <array>
@@ -42,6 +44,53 @@ inline bool check_arriving_endpoint(std::span<const std::byte> got) {
              !std::equal(endpoint_magic.begin(), endpoint_magic.end(), got.begin()))
         check_endpoint_header(got.first(endpoint_magic.size())); // throws "bad magic"
     return got.size() == endpoint_wire_size;
+}
+
+// The authenticated TCP exchange's own messages: magic "RCQA", version (u16)
+// and payload length (u16), big-endian, then the payload.
+inline constexpr std::array<std::byte, 4> tcp_auth_magic{std::byte{'R'}, std::byte{'C'},
+                                                         std::byte{'Q'}, std::byte{'A'}};
+inline constexpr std::uint16_t tcp_auth_version = 1;
+// The client's hello: its nonce. The server's challenge: its nonce and a tag.
+inline constexpr std::size_t tcp_hello_size = 8 + shared_secret::tag_size;
+inline constexpr std::size_t tcp_challenge_size = 8 + 2 * shared_secret::tag_size;
+
+template <std::size_t N>
+std::array<std::byte, N> tcp_auth_message(std::span<const std::uint8_t> payload) {
+    std::array<std::byte, N> out{};
+    std::copy(tcp_auth_magic.begin(), tcp_auth_magic.end(), out.begin());
+    wire_field<std::uint16_t>::put(tcp_auth_version, out.data() + 4);
+    wire_field<std::uint16_t>::put(static_cast<std::uint16_t>(N - 8), out.data() + 6);
+    std::copy(payload.begin(), payload.end(), reinterpret_cast<std::uint8_t*>(out.data()) + 8);
+    return out;
+}
+
+/// Like check_arriving_endpoint, for an authenticated exchange's message of
+/// `size` bytes (a hello or a challenge): throws rcq::error (EPROTO) at the
+/// first wrong field, with a hint when the peer is an rcq program that does
+/// not authenticate; returns true once `size` bytes are there.
+inline bool check_arriving_auth_message(std::span<const std::byte> got, std::size_t size) {
+    auto fail = [](const std::string& what, const std::string& hint) {
+        throw_invalid("authenticated handshake: " + what, hint, EPROTO);
+    };
+    if (got.size() >= 4 && !std::equal(tcp_auth_magic.begin(), tcp_auth_magic.end(), got.begin())) {
+        if (std::equal(endpoint_magic.begin(), endpoint_magic.end(), got.begin()))
+            fail("the peer sent its endpoint without authenticating",
+                 "this side has a shared secret and the peer has none: give both sides the same secret");
+        check_endpoint_header(got.first(4)); // throws "bad magic", naming what came
+    }
+    if (got.size() >= 8) {
+        auto version = wire_field<std::uint16_t>::get(got.data() + 4);
+        auto length = wire_field<std::uint16_t>::get(got.data() + 6);
+        if (version != tcp_auth_version)
+            fail("version " + std::to_string(version) + " not supported (this build speaks version " +
+                     std::to_string(tcp_auth_version) + ")",
+                 "build both sides with the same rcq release");
+        if (length != size - 8)
+            fail("payload length " + std::to_string(length) + ", expected " + std::to_string(size - 8),
+                 "both sides must be the same rcq release");
+    }
+    return got.size() == size;
 }
 
 /// The deadline of one connect attempt when `left` addresses (this one
@@ -124,7 +173,9 @@ public:
         : server_(other.server_), host_(std::move(other.host_)), port_(other.port_),
           timeout_(other.timeout_), wait_(other.wait_), talk_(other.talk_),
           listener_(std::move(other.listener_)), conn_(std::move(other.conn_)),
-          peer_(std::move(other.peer_)), closed_(std::exchange(other.closed_, true)) {}
+          peer_(std::move(other.peer_)), auth_(std::move(other.auth_)),
+          client_nonce_(other.client_nonce_), server_nonce_(other.server_nonce_),
+          closed_(std::exchange(other.closed_, true)) {}
 
     tcp& operator=(tcp&& other) noexcept {
         if (this != &other) {
@@ -137,6 +188,9 @@ public:
             listener_ = std::move(other.listener_);
             conn_ = std::move(other.conn_);
             peer_ = std::move(other.peer_);
+            auth_ = std::move(other.auth_);
+            client_nonce_ = other.client_nonce_;
+            server_nonce_ = other.server_nonce_;
             closed_ = std::exchange(other.closed_, true);
         }
         return *this;
@@ -146,25 +200,59 @@ public:
     tcp& operator=(const tcp&) = delete;
     ~tcp() = default; // the descriptors close themselves
 
+    /// Requires the peer to prove it knows `secret`, and proves it in turn;
+    /// see the README's section on authentication. Call before exchange().
+    /// Both sides must do so, or neither: a side with a secret never talks
+    /// to one without.
+    ///
+    /// Authenticated exchange: the client sends a hello with a fresh nonce;
+    /// the server answers with its own nonce and a tag over both (proving it
+    /// knows the secret before the client reveals anything); the client sends
+    /// its endpoint with a tag over both nonces and the endpoint, and the
+    /// server answers the same way. A connection whose messages do not verify
+    /// is dropped like any stranger's, and the server goes on waiting. The
+    /// go-ahead of barrier() is not authenticated.
+    void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
+
+    /// Lets exchange() send an endpoint that carries a memory token without
+    /// authentication; see the README.
+    void allow_memory_without_secret() noexcept { auth_.allow_memory_without_secret(); }
+
     /// Client: connects, sends `local`, then reads the server's endpoint.
     /// Server: waits for a connection that delivers a valid endpoint (see the
     /// class comment), then sends `local`. Returns the peer's endpoint.
     /// Throws rcq::error naming the role, the address and what to check; a
-    /// foreign server is detected from the first bytes it sends.
+    /// foreign server is detected from the first bytes it sends. An endpoint
+    /// with a memory token is refused (EACCES) before anything is sent when
+    /// there is no secret, unless allow_memory_without_secret() was called.
     endpoint exchange(const endpoint& local) {
         if (closed_) throw_invalid(role() + ": used after close()");
         if (conn_)
             throw_invalid(role() + ": exchange() called twice",
                           "call exchange() once, then barrier()");
+        auth_.check_offer(local, role());
         auto out = encode(local);
         if (server_) {
             auto peer = wait_for_client();
             detail::write_all(conn_.get(), out, *talk_, doing("sending our endpoint to"));
+            if (auto* secret = auth_.secret()) {
+                auto tag = secret->tag({"rcq tcp server endpoint", detail::as_text(client_nonce_),
+                                        detail::as_text(server_nonce_), detail::as_text(out)});
+                detail::write_all(conn_.get(), std::as_bytes(std::span(tag)), *talk_,
+                                  doing("sending our endpoint's tag to"));
+            }
             return peer;
         }
         connect_with_retry();
         const auto& dl = *talk_;
+        if (auth_.secret()) client_authenticate(dl);
         detail::write_all(conn_.get(), out, dl, doing("sending our endpoint to"));
+        if (auto* secret = auth_.secret()) {
+            auto tag = secret->tag({"rcq tcp client endpoint", detail::as_text(client_nonce_),
+                                    detail::as_text(server_nonce_), detail::as_text(out)});
+            detail::write_all(conn_.get(), std::as_bytes(std::span(tag)), dl,
+                              doing("sending our endpoint's tag to"));
+        }
 
         std::array<std::byte, endpoint_wire_size> in{};
         auto header = std::span(in).first(detail::endpoint_header_size);
@@ -176,6 +264,16 @@ public:
         }
         detail::read_exact(conn_.get(), std::span(in).subspan(detail::endpoint_header_size), dl,
                            doing("receiving the rest of the " + peer_role() + "'s endpoint from"));
+        if (auto* secret = auth_.secret()) {
+            shared_secret::tag_type tag{};
+            detail::read_exact(conn_.get(), std::as_writable_bytes(std::span(tag)), dl,
+                               doing("receiving the tag of the server's endpoint from"));
+            if (!secret->verify(tag, {"rcq tcp server endpoint", detail::as_text(client_nonce_),
+                                      detail::as_text(server_nonce_), detail::as_text(in)}))
+                throw_invalid(role() + ": the endpoint from " + peer_ + " does not carry a valid tag",
+                              "it was changed on the way, or the server's secret differs from ours",
+                              EACCES);
+        }
         return decode(in); // cannot fail: the header was checked and the size is exact
     }
 
@@ -335,14 +433,95 @@ private:
         return host_port(text, ntohs(a.sin_port));
     }
 
+    // Client, authenticated: sends the hello, checks the server's challenge.
+    void client_authenticate(const deadline& dl) {
+        client_nonce_ = detail::fresh_nonce();
+        auto hello = detail::tcp_auth_message<detail::tcp_hello_size>(client_nonce_);
+        detail::write_all(conn_.get(), hello, dl, doing("sending our hello to"));
+        std::array<std::byte, detail::tcp_challenge_size> in{};
+        auto header = std::span(in).first(8);
+        detail::read_exact(conn_.get(), header, dl, doing("receiving the server's challenge from"));
+        try {
+            detail::check_arriving_auth_message(header, in.size());
+        } catch (const error& e) {
+            throw error(e.code(), role() + ", peer " + peer_ + ": " + e.step(), e.hint());
+        }
+        detail::read_exact(conn_.get(), std::span(in).subspan(8), dl,
+                           doing("receiving the rest of the server's challenge from"));
+        auto payload = std::span(reinterpret_cast<const std::uint8_t*>(in.data()) + 8, in.size() - 8);
+        std::copy_n(payload.begin(), server_nonce_.size(), server_nonce_.begin());
+        if (!auth_.secret()->verify(payload.subspan(server_nonce_.size()),
+                                    {"rcq tcp challenge", detail::as_text(client_nonce_),
+                                     detail::as_text(server_nonce_)}))
+            throw_invalid(role() + ": the server at " + peer_ + " failed to authenticate",
+                          "it does not know our shared secret: give both sides the same one", EACCES);
+    }
+
     // A connection read while waiting for a valid client.
     struct waiting_client {
         detail::unique_fd fd;
         std::string address;
         deadline until;
-        std::array<std::byte, endpoint_wire_size> in{};
+        // Big enough for each message a client sends: hello, endpoint + tag.
+        std::array<std::byte, std::max(detail::tcp_hello_size,
+                                       endpoint_wire_size + shared_secret::tag_size)> in{};
         std::size_t got = 0;
+        bool challenged = false; // authenticated: hello read, challenge sent
+        detail::auth_nonce client_nonce{};
+        detail::auth_nonce server_nonce{};
     };
+
+    // How many bytes the message `w` is sending has.
+    std::size_t message_size(const waiting_client& w) const {
+        if (!auth_.secret()) return endpoint_wire_size;
+        return w.challenged ? endpoint_wire_size + shared_secret::tag_size : detail::tcp_hello_size;
+    }
+
+    // Checks what `w` has sent so far; throws rcq::error to refuse it.
+    // Returns true once it has delivered a valid (and, with a secret,
+    // authenticated) endpoint.
+    bool check_waiting(waiting_client& w) {
+        auto got = std::span<const std::byte>(w.in).first(w.got);
+        const auto* secret = auth_.secret();
+        if (!secret) {
+            if (w.got >= 4 && std::equal(detail::tcp_auth_magic.begin(), detail::tcp_auth_magic.end(),
+                                         got.begin()))
+                throw_invalid("it asks for authentication and this server has no shared secret",
+                              "give both sides the same secret", EPROTO);
+            return detail::check_arriving_endpoint(got);
+        }
+        if (!w.challenged) {
+            if (!detail::check_arriving_auth_message(got, detail::tcp_hello_size)) return false;
+            std::copy_n(reinterpret_cast<const std::uint8_t*>(w.in.data()) + 8, w.client_nonce.size(),
+                        w.client_nonce.begin());
+            w.server_nonce = detail::fresh_nonce();
+            auto tag = secret->tag({"rcq tcp challenge", detail::as_text(w.client_nonce),
+                                    detail::as_text(w.server_nonce)});
+            std::array<std::uint8_t, 2 * shared_secret::tag_size> payload{};
+            std::copy(w.server_nonce.begin(), w.server_nonce.end(), payload.begin());
+            std::copy(tag.begin(), tag.end(), payload.begin() + shared_secret::tag_size);
+            auto challenge = detail::tcp_auth_message<detail::tcp_challenge_size>(payload);
+            // A few dozen bytes on a fresh connection: the socket buffer takes them at once.
+            if (::send(w.fd.get(), challenge.data(), challenge.size(), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+                static_cast<ssize_t>(challenge.size()))
+                throw_invalid("could not be sent the challenge", {}, EPROTO);
+            w.challenged = true;
+            w.got = 0;
+            return false;
+        }
+        if (!detail::check_arriving_endpoint(got.first(std::min(w.got, endpoint_wire_size))) ||
+            w.got < message_size(w))
+            return false;
+        auto ep = got.first(endpoint_wire_size);
+        if (!secret->verify(std::span(reinterpret_cast<const std::uint8_t*>(got.data()) + endpoint_wire_size,
+                                      shared_secret::tag_size),
+                            {"rcq tcp client endpoint", detail::as_text(w.client_nonce),
+                             detail::as_text(w.server_nonce), detail::as_text(ep)}))
+            throw_invalid("failed to authenticate: its tag does not verify (another secret, or a "
+                          "replayed exchange)",
+                          {}, EACCES);
+        return true;
+    }
 
     // Errors of a connection that died in the backlog, and signals: accept(2)
     // asks to simply try again.
@@ -371,8 +550,8 @@ private:
             if (dl.expired()) no_valid_client(refused, waiting.size(), last_refusal);
             for (std::size_t i = waiting.size(); i-- > 0;)
                 if (waiting[i].until.expired())
-                    refuse(i, "sent " + detail::byte_progress(waiting[i].got, endpoint_wire_size) +
-                                  " of an endpoint in " + detail::budget_text(hello_timeout));
+                    refuse(i, "sent " + detail::byte_progress(waiting[i].got, message_size(waiting[i])) +
+                                  " of a message in " + detail::budget_text(hello_timeout));
 
             fds.assign(1, pollfd{listener_.get(), POLLIN, 0});
             int wait_ms = dl.remaining_ms();
@@ -389,33 +568,34 @@ private:
             for (std::size_t i = waiting.size(); i-- > 0;) {
                 if (fds[i + 1].revents == 0) continue;
                 auto& w = waiting[i];
-                ssize_t n = ::recv(w.fd.get(), w.in.data() + w.got, w.in.size() - w.got, MSG_DONTWAIT);
+                ssize_t n = ::recv(w.fd.get(), w.in.data() + w.got, message_size(w) - w.got, MSG_DONTWAIT);
                 if (n == 0) {
-                    refuse(i, "closed the connection after " +
-                                  detail::byte_progress(w.got, endpoint_wire_size));
+                    refuse(i, "closed the connection after " + detail::byte_progress(w.got, message_size(w)));
                     continue;
                 }
                 if (n < 0) {
                     int err = errno;
                     if (err != EINTR && err != EAGAIN && err != EWOULDBLOCK)
-                        refuse(i, "failed after " + detail::byte_progress(w.got, endpoint_wire_size) +
+                        refuse(i, "failed after " + detail::byte_progress(w.got, message_size(w)) +
                                       " (" + std::generic_category().message(err) + ")");
                     continue;
                 }
                 w.got += static_cast<std::size_t>(n);
                 bool complete = false;
                 try {
-                    complete = detail::check_arriving_endpoint(std::span(w.in).first(w.got));
+                    complete = check_waiting(w);
                 } catch (const error& e) {
-                    refuse(i, "is not an rcq client: " + e.step());
+                    refuse(i, "was refused: " + e.step());
                     continue;
                 }
                 if (complete) {
                     conn_ = std::move(w.fd);
                     peer_ = w.address;
+                    client_nonce_ = w.client_nonce;
+                    server_nonce_ = w.server_nonce;
                     listener_.reset(); // one peer only; later clients are refused
                     connected();
-                    return decode(w.in); // cannot fail: checked and complete
+                    return decode(std::span(w.in).first(endpoint_wire_size)); // checked and complete
                 }
             }
 
@@ -544,6 +724,9 @@ private:
     detail::unique_fd listener_;       // server, until the peer is accepted
     detail::unique_fd conn_;           // the connection to the peer
     std::string peer_;                 // the peer's address, for messages
+    detail::handshake_auth auth_;
+    detail::auth_nonce client_nonce_{}; // authenticated: this exchange's nonces
+    detail::auth_nonce server_nonce_{};
     bool closed_ = false;
 };
 
