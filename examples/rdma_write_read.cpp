@@ -11,10 +11,17 @@
 // READs it back into its own and compares, then SENDs "done"; the server,
 // which took no part in the WRITE or READ, checks the bytes that arrived in
 // its memory. Narrates each step unless --quiet.
+//
+// An rkey is remote access to the buffer, so rcq sends it only over an
+// authenticated handshake unless told otherwise: with RCQ_SECRET set (the
+// same secret on both sides) the handshake is authenticated; without it this
+// example says so and sends the token in the clear, as on a trusted test
+// network.
 #include "example_options.hpp"
 
 #include <rcq/rcq.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -26,6 +33,17 @@ constexpr std::size_t readback_at = 131072; // where the client READs back into
 constexpr std::uint32_t small = 64;
 
 using connection = rcq::connection<rcq::buffer::owned<262144>>;
+
+rcq::handshake::tcp authenticated(rcq::handshake::tcp hs, auto say) {
+    if (std::getenv("RCQ_SECRET") != nullptr) {
+        hs.authenticate(rcq::shared_secret::from_env("RCQ_SECRET"));
+        say("the handshake is authenticated with $RCQ_SECRET");
+    } else {
+        hs.allow_memory_without_secret();
+        say("RCQ_SECRET is not set: the memory token goes unauthenticated (trusted network only)");
+    }
+    return hs;
+}
 
 rcq::connection_options remote_options(const example::options& opt) {
     rcq::connection_options c = example::connection_options(opt);
@@ -49,7 +67,8 @@ std::string text_of(connection& conn, const ibv_wc& wc) {
 
 int serve(const example::options& opt, auto say) {
     say("waiting for a client on TCP port " + std::to_string(opt.port));
-    connection conn(rcq::handshake::tcp::server(opt.port, opt.timeout), remote_options(opt));
+    connection conn(authenticated(rcq::handshake::tcp::server(opt.port, opt.timeout), say),
+                    remote_options(opt));
     post_recv(conn, 1);
     conn.ready();
     say("client says: \"" + text_of(conn, conn.wait("the client's greeting")) + "\"");
@@ -75,7 +94,8 @@ int serve(const example::options& opt, auto say) {
 
 int connect(const example::options& opt, auto say) {
     say("connecting to " + opt.server + ":" + std::to_string(opt.port));
-    connection conn(rcq::handshake::tcp::client(opt.server, opt.port, opt.timeout), remote_options(opt));
+    connection conn(authenticated(rcq::handshake::tcp::client(opt.server, opt.port, opt.timeout), say),
+                    remote_options(opt));
     const rcq::remote_region server = rcq::remote_region::of(conn.remote());
     say("the server's memory: " + std::to_string(server.length()) + " bytes, rkey 0x" +
         rcq::detail::hex(server.rkey()));

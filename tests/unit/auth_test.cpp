@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -271,6 +272,103 @@ TEST(TcpAuthentication, AReplayedServerIsRefused) {
     fake.get();
 }
 
+// ---- file ----------------------------------------------------------------------------
+
+class FileAuthentication : public ::testing::Test {
+protected:
+    void SetUp() override {
+        std::string pattern = (fs::temp_directory_path() / "rcq-auth-test-XXXXXX").string();
+        ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+        dir = pattern;
+    }
+    void TearDown() override { fs::remove_all(dir); }
+
+    rcq::handshake::file side(const std::string& self, const std::string& peer,
+                              const std::string* secret, std::chrono::milliseconds timeout = 10s) {
+        rcq::handshake::file f(dir, "job42", self, peer, timeout);
+        if (secret) f.authenticate(secret_of(*secret));
+        return f;
+    }
+
+    std::string read(const std::string& name) {
+        std::ifstream in(dir / name);
+        return {std::istreambuf_iterator<char>(in), {}};
+    }
+
+    fs::path dir;
+};
+
+TEST_F(FileAuthentication, BothSidesWithTheSameSecret) {
+    auto server = side("server", "client", &secret_a);
+    auto client = side("client", "server", &secret_a);
+    auto client_side = std::async(std::launch::async, [&] {
+        auto peer = client.exchange(endpoint_with_memory(2));
+        client.barrier();
+        return peer;
+    });
+    EXPECT_EQ(server.exchange(endpoint_with_memory(1)), endpoint_with_memory(2));
+    server.barrier();
+    EXPECT_EQ(client_side.get(), endpoint_with_memory(1));
+}
+
+TEST_F(FileAuthentication, AnotherSecretIsRefused) {
+    auto server = side("server", "client", &secret_a, 3s);
+    auto client = side("client", "server", &secret_b, 3s);
+    auto client_side = std::async(std::launch::async, [&]() -> int {
+        try {
+            client.exchange(endpoint_with(2));
+        } catch (const rcq::error& e) {
+            return e.code().value();
+        }
+        return 0;
+    });
+    int server_code = 0;
+    try {
+        server.exchange(endpoint_with(1));
+    } catch (const rcq::error& e) {
+        server_code = e.code().value();
+        EXPECT_THAT(e.what(), HasSubstr("failed to authenticate: its tag does not verify"));
+    }
+    int client_code = client_side.get();
+    EXPECT_EQ(server_code, EACCES);
+    EXPECT_NE(client_code, 0); // EACCES too, or a timeout once the server gave up
+}
+
+TEST_F(FileAuthentication, AForgedFileWithAnOldTagIsRefused) {
+    // The client waits; we read its fresh nonce and answer with a file that
+    // acknowledges it but carries the tag of another exchange.
+    auto client = side("client", "server", &secret_a, 5s);
+    auto client_side = std::async(std::launch::async, [&] {
+        return error_of([&] { client.exchange(endpoint_with(2)); }, EACCES);
+    });
+    std::string mine;
+    for (int i = 0; i < 200 && mine.empty(); ++i) {
+        std::this_thread::sleep_for(10ms);
+        mine = read("job42.client.endpoint");
+    }
+    ASSERT_FALSE(mine.empty());
+    auto nonce = mine.substr(mine.find("nonce ") + 6, 32);
+    const std::string old_tag(64, 'a');
+    std::string forged = "rcq-file-handshake 1\nfile endpoint\nsession job42\nside server\n"
+                         "nonce 0123456789abcdef0123456789abcdef\nack " + nonce +
+                         "\nhost h\npid 1\ntime 1\nendpoint " + rcq::to_text(endpoint_with(1)) +
+                         "\ntag " + old_tag + "\n";
+    std::ofstream(dir / ".forged") << forged;
+    fs::rename(dir / ".forged", dir / "job42.server.endpoint");
+    EXPECT_THAT(client_side.get(), HasSubstr("job42.server.endpoint failed to authenticate"));
+}
+
+TEST_F(FileAuthentication, APeerWithoutTheSecretIsRefused) {
+    auto server = side("server", "client", nullptr, 3s);
+    auto client = side("client", "server", &secret_a, 3s);
+    auto server_side = std::async(std::launch::async, [&] {
+        return error_of([&] { server.exchange(endpoint_with(1)); }, EACCES);
+    });
+    auto msg = error_of([&] { client.exchange(endpoint_with(2)); }, EACCES);
+    EXPECT_THAT(msg, HasSubstr("is not authenticated (no tag line)"));
+    EXPECT_THAT(server_side.get(), HasSubstr("is authenticated and this side has no shared secret"));
+}
+
 #endif // RCQ_WITH_SODIUM
 
 // ---- the rule for memory tokens (with or without libsodium) -------------------------
@@ -296,6 +394,14 @@ TEST(MemoryTokenRule, TcpSendsItWhenTheUserAllowsIt) {
     });
     EXPECT_EQ(server.exchange(endpoint_with_memory(1)), endpoint_with_memory(2));
     EXPECT_EQ(client_side.get(), endpoint_with_memory(1));
+}
+
+TEST(MemoryTokenRule, FileRefusesToPublishAnRkeyWithoutASecret) {
+    auto dir = fs::temp_directory_path();
+    rcq::handshake::file f(dir, "rule" + std::to_string(::getpid()), "a", "b", 1s);
+    EXPECT_THAT(error_of([&] { f.exchange(endpoint_with_memory(1)); }, EACCES),
+                HasSubstr("file handshake as a: refusing to send an endpoint that carries a memory token"));
+    EXPECT_FALSE(fs::exists(f.path_of("a", "endpoint"))); // nothing was written
 }
 
 #if !RCQ_WITH_SODIUM

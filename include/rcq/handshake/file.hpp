@@ -4,9 +4,12 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/auth.hpp>
+#include <rcq/detail/hex.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
+#include <rcq/secret.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -36,6 +39,8 @@ struct file_record {
     std::string nonce;
     std::string ack;
     endpoint ep{};
+    std::string endpoint_text; // as written, for the tag
+    std::string tag;           // 64 hex digits, or empty when the file has none
 };
 
 /// Parses the text of a peer's handshake file of `kind` ("endpoint" or
@@ -72,8 +77,8 @@ inline file_record parse_file_record(std::string_view text, std::string_view kin
         bad("expected the first line \"" + std::string(file_format_line) + "\", got " + quote(first));
     }
 
-    static constexpr std::string_view keys[] = {"file", "session", "side", "nonce", "ack",
-                                                "host", "pid",     "time", "endpoint"};
+    static constexpr std::string_view keys[] = {"file", "session", "side",     "nonce", "ack",
+                                                "host", "pid",     "time", "endpoint", "tag"};
     std::string_view values[std::size(keys)]{};
     bool seen[std::size(keys)]{};
     while (!lines.empty()) {
@@ -110,6 +115,7 @@ inline file_record parse_file_record(std::string_view text, std::string_view kin
         bad("bad ack " + quote(r.ack) + " (expected 32 hex digits or \"none\")");
     if (kind == "endpoint") {
         auto text_form = need(8);
+        r.endpoint_text = std::string(text_form);
         try {
             r.ep = from_text(text_form);
         } catch (const error& e) {
@@ -120,6 +126,13 @@ inline file_record parse_file_record(std::string_view text, std::string_view kin
         }
     } else if (seen[8]) {
         bad("a ready file carries no endpoint");
+    }
+    if (seen[9]) {
+        r.tag = std::string(values[9]);
+        shared_secret::tag_type bytes{};
+        if (!parse_hex_bytes(r.tag, bytes))
+            bad("bad tag " + quote(r.tag) + " (expected " + std::to_string(2 * bytes.size()) +
+                " hex digits)");
     }
     return r;
 }
@@ -174,6 +187,7 @@ struct file_options {
 ///     pid 4242                      the folder, never for decisions
 ///     time 1718000000               (Unix seconds)
 ///     endpoint rcq1 qpn=0x... ...   the text form (endpoint files only)
+///     tag 3a9f...                   with a shared secret only: 64 hex digits
 ///
 /// Protection from stale files. A file left by an earlier run of the same
 /// session (a crash, a side killed mid-handshake) must never be taken for
@@ -256,14 +270,27 @@ public:
                        .peer = std::move(peer),
                        .timeout = timeout}) {}
 
+    /// Requires the peer to prove it knows `secret`, and proves it in turn:
+    /// every file then carries a "tag" line over its content, and a peer
+    /// file is accepted only with a valid tag over our nonce (so a file from
+    /// an earlier exchange cannot be replayed). Both sides must do so, or
+    /// neither. Call before exchange(). See the README on authentication.
+    void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
+
+    /// Lets exchange() publish an endpoint that carries a memory token
+    /// without authentication; see the README.
+    void allow_memory_without_secret() noexcept { auth_.allow_memory_without_secret(); }
+
     file(file&& other) noexcept
-        : opts_(std::move(other.opts_)), deadline_(other.deadline_), nonce_(std::move(other.nonce_)),
+        : opts_(std::move(other.opts_)), auth_(std::move(other.auth_)), deadline_(other.deadline_),
+          nonce_(std::move(other.nonce_)),
           acked_(std::move(other.acked_)), local_text_(std::move(other.local_text_)),
           writes_(other.writes_), phase_(std::exchange(other.phase_, phase::moved_from)) {}
 
     file& operator=(file&& other) noexcept {
         if (this != &other) {
             opts_ = std::move(other.opts_);
+            auth_ = std::move(other.auth_);
             deadline_ = other.deadline_;
             nonce_ = std::move(other.nonce_);
             acked_ = std::move(other.acked_);
@@ -285,6 +312,7 @@ public:
     /// malformed peer file, errno values for a folder that cannot be written.
     endpoint exchange(const endpoint& local) {
         require(phase::fresh, "exchange()", "call exchange() once per handshake object");
+        auth_.check_offer(local, role());
         const auto& dl = budget();
         nonce_ = make_nonce();
         acked_.clear();
@@ -302,6 +330,7 @@ public:
                     write_endpoint_file(); // before returning: the peer waits for this ack
                 }
                 if (peer->ack == nonce_) {
+                    check_tag(*peer, "endpoint", peer_path);
                     phase_ = phase::exchanged;
                     return peer->ep;
                 }
@@ -334,13 +363,14 @@ public:
     void barrier() {
         require(phase::exchanged, "barrier()", "call exchange() first, then barrier(), once each");
         const auto& dl = budget();
-        write_file("ready", record_head("ready", acked_));
+        write_file("ready", record_text("ready", acked_, {}));
 
         const auto peer_path = path_of(opts_.peer, "ready");
         bool seen = false;
         for (;;) {
             if (auto peer = read_peer_file(peer_path, "ready")) {
                 if (peer->nonce == acked_ && peer->ack == nonce_) {
+                    check_tag(*peer, "ready", peer_path);
                     ::unlink(peer_path.c_str());
                     ::unlink(path_of(opts_.self, "endpoint").c_str());
                     phase_ = phase::done;
@@ -438,14 +468,52 @@ private:
     }
 
     static std::string make_nonce() {
-        static constexpr char hex_digits[] = "0123456789abcdef";
-        std::random_device rd;
-        std::string out;
-        for (int i = 0; i < 4; ++i) {
-            auto word = static_cast<std::uint32_t>(rd());
-            for (int shift = 28; shift >= 0; shift -= 4) out += hex_digits[(word >> shift) & 0xf];
+        std::array<std::uint8_t, 16> bytes{};
+        detail::random_bytes(bytes);
+        return detail::hex_bytes(bytes);
+    }
+
+    // With a secret: the tag of a file of `kind` written by `side`.
+    shared_secret::tag_type tag_of(std::string_view kind, std::string_view side, std::string_view nonce,
+                                   std::string_view ack, std::string_view endpoint_text) const {
+        return auth_.secret()->tag(
+            {"rcq file handshake", kind, opts_.session, side, nonce, ack, endpoint_text});
+    }
+
+    // The peer's file was accepted by its nonces; now its tag must agree.
+    void check_tag(const record& peer, std::string_view kind, const std::filesystem::path& path) const {
+        const auto* secret = auth_.secret();
+        const std::string where = role() + ": " + path.string();
+        if (!secret) {
+            if (!peer.tag.empty())
+                throw_invalid(where + " is authenticated and this side has no shared secret",
+                              "give both sides the same secret", EACCES);
+            return;
         }
-        return out;
+        if (peer.tag.empty())
+            throw_invalid(where + " is not authenticated (no tag line)",
+                          "the " + opts_.peer + " has no shared secret: give both sides the same one",
+                          EACCES);
+        shared_secret::tag_type tag{};
+        detail::parse_hex_bytes(peer.tag, tag); // checked by the parser
+        if (!secret->verify(tag, {"rcq file handshake", kind, opts_.session, opts_.peer, peer.nonce,
+                                  peer.ack, peer.endpoint_text}))
+            throw_invalid(where + " failed to authenticate: its tag does not verify",
+                          "the " + opts_.peer + " uses another secret, or the file was changed",
+                          EACCES);
+    }
+
+    // A whole file: the head, the endpoint line if any, and with a secret the tag.
+    std::string record_text(std::string_view kind, const std::string& ack,
+                            std::string_view endpoint_text) const {
+        std::string text = record_head(kind, ack);
+        if (!endpoint_text.empty()) text += "endpoint " + std::string(endpoint_text) + "\n";
+        if (auth_.secret()) {
+            auto ack_text = ack.empty() ? std::string("none") : ack;
+            text += "tag " + detail::hex_bytes(tag_of(kind, opts_.self, nonce_, ack_text, endpoint_text)) +
+                    "\n";
+        }
+        return text;
     }
 
     std::string record_head(std::string_view kind, const std::string& ack) const {
@@ -465,7 +533,7 @@ private:
     }
 
     void write_endpoint_file() {
-        write_file("endpoint", record_head("endpoint", acked_) + "endpoint " + local_text_ + "\n");
+        write_file("endpoint", record_text("endpoint", acked_, local_text_));
     }
 
     // Temporary file in the same folder, fsync, rename: readers see all or nothing.
@@ -581,6 +649,7 @@ private:
     }
 
     options opts_;
+    detail::handshake_auth auth_;
     std::optional<deadline> deadline_; // set on first use, see the class comment
     std::string nonce_;                // this run's, drawn in exchange()
     std::string acked_;                // the peer's nonce we acknowledge; after exchange(), the peer's
