@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,7 +26,7 @@
 #include <fstream>
 #include <future>
 #include <iterator>
-#include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -369,6 +370,128 @@ TEST_F(FileAuthentication, APeerWithoutTheSecretIsRefused) {
     EXPECT_THAT(server_side.get(), HasSubstr("is authenticated and this side has no shared secret"));
 }
 
+// ---- env -------------------------------------------------------------------------------
+
+struct env_pipe {
+    unique_fd read, write;
+    env_pipe() {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+        read.reset(fds[0]);
+        write.reset(fds[1]);
+    }
+};
+
+std::string take_line(const unique_fd& fd) {
+    std::string line;
+    for (;;) {
+        pollfd p{fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, 10000) != 1) return line + "<timeout>";
+        char c;
+        if (::read(fd.get(), &c, 1) != 1) return line + "<eof>";
+        if (c == '\n') return line;
+        line += c;
+    }
+}
+
+void put_line(const unique_fd& fd, const std::string& line) {
+    auto text = line + "\n";
+    ASSERT_EQ(::write(fd.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+}
+
+// One env side: its pipes and its handshake, under its own variable.
+struct env_side {
+    env_pipe in, out;
+    std::string variable;
+    rcq::handshake::env hs;
+    env_side(const std::string& name, const std::string* secret)
+        : variable("RCQ_AUTH_TEST_" + name + std::to_string(::getpid())),
+          hs(rcq::handshake::env_options{.timeout = 5s, .variable = variable, .in_fd = in.read.get(),
+                                         .out_fd = out.write.get()}) {
+        ::unsetenv(variable.c_str());
+        if (secret) hs.authenticate(secret_of(*secret));
+    }
+    ~env_side() { ::unsetenv(variable.c_str()); }
+};
+
+// The lines of one authenticated exchange, as a launcher relays them.
+struct env_lines {
+    std::string first_endpoint, second_endpoint, first_go, second_go;
+};
+
+env_lines run_env_pair() {
+    env_side a("A", &secret_a), b("B", &secret_a);
+    auto first = std::async(std::launch::async, [&] {
+        auto peer = a.hs.exchange(endpoint_with_memory(1));
+        a.hs.barrier();
+        return peer;
+    });
+    env_lines lines;
+    lines.first_endpoint = take_line(a.out.read);
+    ::setenv(b.variable.c_str(), lines.first_endpoint.c_str(), 1);
+    auto second = std::async(std::launch::async, [&] {
+        auto peer = b.hs.exchange(endpoint_with_memory(2));
+        b.hs.barrier();
+        return peer;
+    });
+    lines.second_endpoint = take_line(b.out.read);
+    put_line(a.in.write, lines.second_endpoint);
+    lines.first_go = take_line(a.out.read);
+    put_line(b.in.write, lines.first_go);
+    lines.second_go = take_line(b.out.read);
+    put_line(a.in.write, lines.second_go);
+    EXPECT_EQ(first.get(), endpoint_with_memory(2));
+    EXPECT_EQ(second.get(), endpoint_with_memory(1));
+    return lines;
+}
+
+TEST(EnvAuthentication, BothSidesWithTheSameSecret) {
+    auto lines = run_env_pair();
+    EXPECT_THAT(lines.first_endpoint, HasSubstr(" auth="));
+    EXPECT_THAT(lines.first_go, HasSubstr("rcq-go auth="));
+}
+
+TEST(EnvAuthentication, AReplayedFirstSideIsRefusedAtTheBarrier) {
+    auto old = run_env_pair();
+    env_side b("B", &secret_a);
+    ::setenv(b.variable.c_str(), old.first_endpoint.c_str(), 1); // authentic, but recorded
+    b.hs.exchange(endpoint_with_memory(2));
+    take_line(b.out.read);
+    put_line(b.in.write, old.first_go);
+    EXPECT_THAT(error_of([&] { b.hs.barrier(); }, EACCES),
+                HasSubstr("the peer's go-ahead failed to authenticate"));
+}
+
+TEST(EnvAuthentication, AReplayedSecondSideIsRefused) {
+    auto old = run_env_pair();
+    env_side a("A", &secret_a);
+    put_line(a.in.write, old.second_endpoint);
+    EXPECT_THAT(error_of([&] { a.hs.exchange(endpoint_with_memory(1)); }, EACCES),
+                HasSubstr("it belongs to another exchange"));
+}
+
+TEST(EnvAuthentication, APeerWithoutTheSecretOrWithAnotherIsRefused) {
+    {
+        env_side a("A", &secret_a);
+        put_line(a.in.write, rcq::to_text(endpoint_with(2)));
+        EXPECT_THAT(error_of([&] { a.hs.exchange(endpoint_with(1)); }, EACCES),
+                    HasSubstr("it is not authenticated"));
+    }
+    {
+        env_side a("A", nullptr);
+        put_line(a.in.write, rcq::to_text(endpoint_with(2)) + " auth=x");
+        EXPECT_THAT(error_of([&] { a.hs.exchange(endpoint_with(1)); }, EACCES),
+                    HasSubstr("it is authenticated and this side has no shared secret"));
+    }
+    {
+        env_side a("A", &secret_b);
+        auto old = run_env_pair(); // made with secret_a
+        ::setenv(a.variable.c_str(), old.first_endpoint.c_str(), 1);
+        EXPECT_THAT(error_of([&] { a.hs.exchange(endpoint_with(1)); }, EACCES),
+                    HasSubstr("its tag does not verify"));
+    }
+}
+
 #endif // RCQ_WITH_SODIUM
 
 // ---- the rule for memory tokens (with or without libsodium) -------------------------
@@ -402,6 +525,14 @@ TEST(MemoryTokenRule, FileRefusesToPublishAnRkeyWithoutASecret) {
     EXPECT_THAT(error_of([&] { f.exchange(endpoint_with_memory(1)); }, EACCES),
                 HasSubstr("file handshake as a: refusing to send an endpoint that carries a memory token"));
     EXPECT_FALSE(fs::exists(f.path_of("a", "endpoint"))); // nothing was written
+}
+
+TEST(MemoryTokenRule, EnvRefusesToWriteAnRkeyWithoutASecret) {
+    rcq::handshake::env e(rcq::handshake::env_options{.timeout = 1s, .in_fd = -1, .out_fd = 2});
+    ::setenv("RCQ_PEER_ENDPOINT", rcq::to_text(endpoint_with(2)).c_str(), 1);
+    EXPECT_THAT(error_of([&] { e.exchange(endpoint_with_memory(1)); }, EACCES),
+                HasSubstr("env handshake: refusing to send an endpoint that carries a memory token"));
+    ::unsetenv("RCQ_PEER_ENDPOINT");
 }
 
 #if !RCQ_WITH_SODIUM
