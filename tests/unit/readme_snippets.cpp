@@ -41,3 +41,11 @@ void readme_operations(rcq::qp<rcq::state::rts>& q, const rcq::remote_region& pe
         rcq::cq_ex c(ctx, n);
     }
 }
+
+void readme_authentication() {
+    auto hs = rcq::handshake::tcp::server(18515, std::chrono::seconds{30});
+    hs.authenticate(rcq::shared_secret::from_file("/etc/myapp/rcq.secret"));  // or ::from_env("RCQ_SECRET")
+    rcq::connection_options opts;
+    opts.remote_access = IBV_ACCESS_REMOTE_WRITE;
+    rcq::connection<> conn(std::move(hs), opts);
+}
