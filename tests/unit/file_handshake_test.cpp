@@ -325,6 +325,11 @@ TEST_F(FileHandshake, OversizedFileIsNotRead) {
                 HasSubstr("bytes is too large for a handshake file (at most 4096)"));
 }
 
+TEST_F(FileHandshake, A16MiBFileIsRefusedUnread) {
+    EXPECT_THAT(client_error_with_server_file(std::string(16u << 20, 'A'), EPROTO),
+                HasSubstr("16777216 bytes is too large for a handshake file (at most 4096)"));
+}
+
 TEST_F(FileHandshake, WrongVersion) {
     auto v2 = record("endpoint", "server", old_a, "none");
     v2.replace(v2.find(" 1\n"), 3, " 2\n");
