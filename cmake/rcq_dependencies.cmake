@@ -42,3 +42,23 @@ if(NOT TARGET Boost::headers)
         message(FATAL_ERROR "rcq needs Boost.Hana; on Debian: apt-get install libboost-dev")
     endif()
 endif()
+
+# libsodium (optional): authentication of the handshakes (rcq/secret.hpp).
+# RCQ_WITH_SODIUM: AUTO (use it when found), ON (require it) or OFF. The
+# installed package records the build's choice, so its users find it again.
+if(NOT DEFINED RCQ_WITH_SODIUM)
+    set(RCQ_WITH_SODIUM AUTO)
+endif()
+if(NOT TARGET rcq::sodium AND NOT RCQ_WITH_SODIUM STREQUAL "OFF")
+    find_package(PkgConfig QUIET)
+    if(PkgConfig_FOUND)
+        pkg_check_modules(RCQ_SODIUM QUIET IMPORTED_TARGET GLOBAL libsodium)
+    endif()
+    if(TARGET PkgConfig::RCQ_SODIUM)
+        add_library(rcq::sodium ALIAS PkgConfig::RCQ_SODIUM)
+    elseif(RCQ_WITH_SODIUM STREQUAL "ON")
+        message(FATAL_ERROR
+            "rcq was asked to authenticate handshakes (RCQ_WITH_SODIUM=ON) but libsodium was not "
+            "found; on Debian: apt-get install libsodium-dev")
+    endif()
+endif()

@@ -6,7 +6,9 @@
 # taken from the system (Debian: libibverbs-dev and librdmacm-dev, with
 # ibverbs-providers at run time): they
 # talks to the kernel's RDMA stack and the providers that match it, so a
-# second copy from a package manager would only risk a mismatch.
+# second copy from a package manager would only risk a mismatch. libsodium,
+# which authenticates the handshakes (rcq/secret.hpp), is taken from the
+# system too (Debian: libsodium-dev): rcq is then built with RCQ_WITH_SODIUM.
 import os
 
 from conan import ConanFile
@@ -58,5 +60,6 @@ class RcqConan(ConanFile):
         self.cpp_info.set_property("cmake_target_name", "rcq::rcq")
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
-        self.cpp_info.system_libs = ["ibverbs", "rdmacm"]
+        self.cpp_info.system_libs = ["ibverbs", "rdmacm", "sodium"]
+        self.cpp_info.defines = ["RCQ_WITH_SODIUM=1"]
         self.cpp_info.requires = ["boost::headers"]

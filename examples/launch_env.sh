@@ -12,7 +12,7 @@
 # to that line and prints its own, which goes to A's stdin; after that, each
 # side's go-ahead line "rcq-go" goes to the other's stdin. Every line either
 # program prints on stdout is shown here as "[A] ..." or "[B] ..."; only the
-# handshake lines (starting with "rcq" and a digit, or exactly "rcq-go") are
+# handshake lines (starting with "rcq" and a digit, or "rcq-go") are
 # relayed. Their stderr passes through.
 #
 # Each program runs for at most SECONDS (default 60); when one fails, the
@@ -97,7 +97,7 @@ relay() {
     local l
     while IFS= read -r -u "$2" l; do
         printf '[%s] %s\n' "$1" "$l"
-        if [[ $l =~ ^rcq[0-9]+\  || $l == rcq-go ]]; then { printf '%s\n' "$l" >&"$3"; } 2>/dev/null || true; fi
+        if [[ $l =~ ^rcq[0-9]+\  || $l == rcq-go || $l =~ ^rcq-go\ auth= ]]; then { printf '%s\n' "$l" >&"$3"; } 2>/dev/null || true; fi
     done
 }
 relay A 4 5 3>&- 6<&- &

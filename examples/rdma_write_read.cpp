@@ -13,10 +13,17 @@
 // its memory. Both end with the closing exchange of rdma_server/rdma_client
 // (example_options.hpp), so neither exits before both have succeeded.
 // Narrates each step unless --quiet.
+//
+// An rkey is remote access to the buffer, so rcq sends it only over an
+// authenticated handshake unless told otherwise: with RCQ_SECRET set (the
+// same secret on both sides) the handshake is authenticated; without it this
+// example says so and sends the token in the clear, as on a trusted test
+// network.
 #include "example_options.hpp"
 
 #include <rcq/rcq.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -29,6 +36,17 @@ constexpr std::size_t closing_at = 196608;  // the closing words
 constexpr std::uint32_t small = 64;
 
 using connection = rcq::connection<rcq::buffer::owned<262144>>;
+
+rcq::handshake::tcp authenticated(rcq::handshake::tcp hs, auto say) {
+    if (std::getenv("RCQ_SECRET") != nullptr) {
+        hs.authenticate(rcq::shared_secret::from_env("RCQ_SECRET"));
+        say("the handshake is authenticated with $RCQ_SECRET");
+    } else {
+        hs.allow_memory_without_secret();
+        say("RCQ_SECRET is not set: the memory token goes unauthenticated (trusted network only)");
+    }
+    return hs;
+}
 
 rcq::connection_options remote_options(const example::options& opt) {
     rcq::connection_options c = example::connection_options(opt);
@@ -52,7 +70,8 @@ std::string text_of(connection& conn, const ibv_wc& wc) {
 
 int serve(const example::options& opt, auto say) {
     say("waiting for a client on TCP port " + std::to_string(opt.port));
-    connection conn(rcq::handshake::tcp::server(opt.port, opt.timeout), remote_options(opt));
+    connection conn(authenticated(rcq::handshake::tcp::server(opt.port, opt.timeout), say),
+                    remote_options(opt));
     post_recv(conn, 1);
     conn.ready();
     say("client says: \"" + text_of(conn, conn.wait("the client's greeting")) + "\"");
@@ -80,7 +99,8 @@ int serve(const example::options& opt, auto say) {
 
 int connect(const example::options& opt, auto say) {
     say("connecting to " + opt.server + ":" + std::to_string(opt.port));
-    connection conn(rcq::handshake::tcp::client(opt.server, opt.port, opt.timeout), remote_options(opt));
+    connection conn(authenticated(rcq::handshake::tcp::client(opt.server, opt.port, opt.timeout), say),
+                    remote_options(opt));
     const rcq::remote_region server = rcq::remote_region::of(conn.remote());
     say("the server's memory: " + std::to_string(server.length()) + " bytes, rkey 0x" +
         rcq::detail::hex(server.rkey()));

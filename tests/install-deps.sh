@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(cmake make g++ pkg-config libibverbs-dev librdmacm-dev ibverbs-providers rdma-core
           ibverbs-utils rdmacm-utils libboost-dev googletest libgtest-dev libgmock-dev
           libbenchmark-dev valgrind clang-tidy doxygen)
+# Handshake authentication, fuzzing (libFuzzer) and the sanitizer build.
+packages+=(libsodium-dev clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 
 namespace rcq {
 
@@ -17,10 +18,21 @@ public:
     /// A deadline at the time point `at`.
     explicit deadline(clock::time_point at) noexcept : at_(at) {}
 
-    /// A deadline `d` from now.
+    /// A deadline `d` from now. Saturates: a `d` too long for the clock
+    /// (`std::chrono::milliseconds::max()`, say, for "no time limit") gives
+    /// the latest time the clock can hold, and a zero or negative `d` (down
+    /// to `::min()`) a deadline that has already passed. Never overflows.
     template <class Rep, class Period>
     static deadline after(std::chrono::duration<Rep, Period> d) noexcept {
-        return deadline(clock::now() + std::chrono::duration_cast<clock::duration>(d));
+        const auto now = clock::now();
+        if (d <= d.zero()) return deadline(now);
+        // Compared in floating point, which cannot overflow; a margin of one
+        // second keeps rounding from letting an overflowing `d` through, and
+        // any `d` below it converts exactly.
+        using seconds = std::chrono::duration<double>;
+        const auto room = clock::time_point::max() - now;
+        if (seconds(d) >= seconds(room) - seconds(1)) return deadline(clock::time_point::max());
+        return deadline(now + std::chrono::duration_cast<clock::duration>(d));
     }
 
     /// The time point.
@@ -37,5 +49,17 @@ public:
 private:
     clock::time_point at_;
 };
+
+namespace detail {
+
+/// A user's time budget for messages: "30 s", "500 ms", or "no time limit"
+/// for durations of a year or more (`milliseconds::max()`).
+inline std::string budget_text(std::chrono::milliseconds budget) {
+    auto ms = budget.count();
+    if (budget >= std::chrono::hours(24 * 365)) return "no time limit";
+    return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+}
+
+} // namespace detail
 
 } // namespace rcq

@@ -27,6 +27,7 @@
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
 #include <rcq/remote.hpp>
+#include <rcq/secret.hpp>
 #include <rcq/send_queue.hpp>
 #include <rcq/srq.hpp>
 #include <rcq/state.hpp>

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -289,6 +290,57 @@ TEST(EnvHandshake, OverlongLineIsRefusedWithoutWaitingForItsEnd) {
                 HasSubstr("env handshake: the peer's endpoint line on fd " + std::to_string(in.read.get()) +
                           " is longer than 1024 bytes"));
     EXPECT_LT(clock_type::now() - start, 2s);
+}
+
+TEST(EnvHandshake, A16MiBFloodIsRefusedAfterOneLine) {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    unique_fd ours(fds[0]), theirs(fds[1]);
+    auto flood = std::async(std::launch::async, [&theirs] {
+        std::string chunk(1 << 16, 'A');
+        for (std::size_t sent = 0; sent < (16u << 20);) {
+            auto n = ::send(theirs.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+            if (n <= 0) return; // the reader is gone
+            sent += static_cast<std::size_t>(n);
+        }
+    });
+    pipe_fds out;
+    scoped_variable var("RCQ_TEST_FLOOD");
+    env side({.timeout = 5s, .variable = var.name(), .in_fd = ours.get(), .out_fd = out.write.get()});
+    EXPECT_THAT(error_of([&] { side.exchange(endpoint_with(1)); }, EPROTO),
+                HasSubstr("is longer than 1024 bytes"));
+    ours.reset(); // ends the flood
+    flood.get();
+}
+
+TEST(EnvHandshake, OneBytePerSecondIsCutOffByTheDeadline) {
+    pipe_fds in, out;
+    scoped_variable var("RCQ_TEST_SLOW");
+    auto slow = std::async(std::launch::async, [&in] {
+        for (char c : rcq::to_text(endpoint_with(2)) + "\n") {
+            if (::write(in.write.get(), &c, 1) != 1) return;
+            std::this_thread::sleep_for(1s);
+            if (c == 'q') return; // a few bytes are enough
+        }
+    });
+    auto side = side_on(in, out, var, 2500ms);
+    auto start = clock_type::now();
+    EXPECT_THAT(error_of([&] { side.exchange(endpoint_with(1)); }, ETIMEDOUT),
+                HasSubstr("env handshake: timed out after 2500 ms waiting for the peer's endpoint line"));
+    EXPECT_LT(clock_type::now() - start, 8s); // a hang check, not a timing
+    slow.get();
+}
+
+TEST(EnvHandshake, NoTimeLimitAndBadTimeouts) {
+    using ms = std::chrono::milliseconds;
+    for (auto t : {ms::zero(), ms{-1}, ms::min()})
+        EXPECT_THAT(error_of([&] { env e(t); }, EINVAL), HasSubstr("the timeout must be positive"));
+    pipe_fds in, out;
+    scoped_variable var("RCQ_TEST_UNLIMITED");
+    put(in.write, rcq::to_text(endpoint_with(2)) + "\nrcq-go\n");
+    auto side = side_on(in, out, var, ms::max());
+    EXPECT_EQ(side.exchange(endpoint_with(1)), endpoint_with(2));
+    side.barrier();
 }
 
 TEST(EnvHandshake, MalformedPeerLine) {

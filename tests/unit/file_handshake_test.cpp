@@ -325,6 +325,11 @@ TEST_F(FileHandshake, OversizedFileIsNotRead) {
                 HasSubstr("bytes is too large for a handshake file (at most 4096)"));
 }
 
+TEST_F(FileHandshake, A16MiBFileIsRefusedUnread) {
+    EXPECT_THAT(client_error_with_server_file(std::string(16u << 20, 'A'), EPROTO),
+                HasSubstr("16777216 bytes is too large for a handshake file (at most 4096)"));
+}
+
 TEST_F(FileHandshake, WrongVersion) {
     auto v2 = record("endpoint", "server", old_a, "none");
     v2.replace(v2.find(" 1\n"), 3, " 2\n");
@@ -400,6 +405,67 @@ TEST_F(FileHandshake, ExchangeTwiceIsRefused) {
     client_side.get();
     EXPECT_THAT(error_of([&] { server.exchange(endpoint_with(1)); }, EINVAL),
                 HasSubstr("exchange() called out of order"));
+}
+
+// ---- who may read and plant the files ------------------------------------------------
+
+TEST_F(FileHandshake, FilesAreCreatedReadableByThisUserOnly) {
+    auto old_mask = ::umask(0); // even with the most permissive umask
+    auto client = side("client", "server", 200ms);
+    error_of([&] { client.exchange(endpoint_with(2)); }, ETIMEDOUT);
+    ::umask(old_mask);
+    struct stat st{};
+    ASSERT_EQ(::stat((dir / "job42.client.endpoint").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+TEST_F(FileHandshake, ASymbolicLinkInPlaceOfThePeerFileIsRefused) {
+    put("elsewhere", record("endpoint", "server", old_a, "none"));
+    fs::create_symlink(dir / "elsewhere", dir / "job42.server.endpoint");
+    auto client = side("client", "server", 5s);
+    auto msg = error_of([&] { client.exchange(endpoint_with(2)); }, ELOOP);
+    EXPECT_THAT(msg, HasSubstr("job42.server.endpoint is a symbolic link; refused"));
+}
+
+TEST_F(FileHandshake, APeerFileOwnedByAnotherUserIsRefused) {
+    if (::geteuid() != 0) GTEST_SKIP() << "only root can give a file to another user";
+    put("job42.server.endpoint", record("endpoint", "server", old_a, "none"));
+    ASSERT_EQ(::chown((dir / "job42.server.endpoint").c_str(), 65534, 65534), 0);
+    auto client = side("client", "server", 5s);
+    auto msg = error_of([&] { client.exchange(endpoint_with(2)); }, EPERM);
+    EXPECT_THAT(msg, HasSubstr("job42.server.endpoint is owned by uid 65534, not by this user (uid 0)"));
+    EXPECT_THAT(msg, HasSubstr("run both sides as the same user"));
+}
+
+// ---- durations at their extremes --------------------------------------------------------
+
+TEST_F(FileHandshake, NoTimeLimit) {
+    auto [at_server, at_client] =
+        run_pair(side("server", "client", std::chrono::milliseconds::max()),
+                 side("client", "server", std::chrono::milliseconds::max()), 100ms);
+    EXPECT_EQ(at_server, endpoint_with(2));
+    EXPECT_EQ(at_client, endpoint_with(1));
+}
+
+TEST_F(FileHandshake, AHugePollIntervalStillEndsAtTheDeadline) {
+    file client(file::options{.folder = dir, .session = "job42", .self = "client", .peer = "server",
+                              .timeout = 300ms, .poll_interval = std::chrono::milliseconds::max()});
+    auto start = clock_type::now();
+    error_of([&] { client.exchange(endpoint_with(2)); }, ETIMEDOUT);
+    EXPECT_LT(clock_type::now() - start, 5s);
+}
+
+TEST_F(FileHandshake, ZeroOrNegativeDurationsAreRefused) {
+    using ms = std::chrono::milliseconds;
+    for (auto t : {ms::zero(), ms{-1}, ms::min()}) {
+        EXPECT_THAT(error_of([&] { side("client", "server", t); }, EINVAL),
+                    HasSubstr("the timeout must be positive"));
+        EXPECT_THAT(error_of([&] {
+                        file(file::options{.folder = dir, .session = "s", .self = "a", .peer = "b",
+                                           .poll_interval = t});
+                    }, EINVAL),
+                    HasSubstr("the poll interval must be positive"));
+    }
 }
 
 } // namespace

@@ -57,3 +57,11 @@ void readme_rdma_cm() {
     // ... post and wait as with any connection; later, if a wait fails:
     if (conn.handshake().peer_disconnected()) { /* RDMA_CM_EVENT_DISCONNECTED came */ }
 }
+
+void readme_authentication() {
+    auto hs = rcq::handshake::tcp::server(18515, std::chrono::seconds{30});
+    hs.authenticate(rcq::shared_secret::from_file("/etc/myapp/rcq.secret"));  // or ::from_env("RCQ_SECRET")
+    rcq::connection_options opts;
+    opts.remote_access = IBV_ACCESS_REMOTE_WRITE;
+    rcq::connection<> conn(std::move(hs), opts);
+}

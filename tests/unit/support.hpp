@@ -11,18 +11,27 @@
 
 namespace unit_test {
 
-/// An endpoint whose fields all depend on `qpn`, with a memory token.
+/// An endpoint whose fields all depend on `qpn`. No memory token (its
+/// length is 0, so the handshakes send it without authentication), but the
+/// address and rkey fields are not zero, so the codecs carry them.
 inline rcq::endpoint endpoint_with(std::uint32_t qpn) {
-    return {.qpn = qpn,
-            .psn = qpn * 3,
-            .lid = 0,
-            .gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 7},
-            .remote_addr = 0x7f0000001000,
-            .rkey = 0x1234,
-            .remote_len = 4096,
-            .mtu = 1024,
-            .initiator_depth = 16,
-            .responder_resources = 16};
+    rcq::endpoint ep{};
+    ep.qpn = qpn;
+    ep.psn = qpn * 3;
+    ep.gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 7};
+    ep.remote_addr = 0x7f0000001000;
+    ep.rkey = 0x1234;
+    ep.mtu = 1024;
+    ep.initiator_depth = 16;
+    ep.responder_resources = 16;
+    return ep;
+}
+
+/// The same with a memory token (remote access to 4 KiB).
+inline rcq::endpoint endpoint_with_memory(std::uint32_t qpn) {
+    auto ep = endpoint_with(qpn);
+    ep.remote_len = 4096;
+    return ep;
 }
 
 /// Runs `f`, expects an rcq::error with errno value `code`, returns its message.

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <optional>
-#include <string>
 
 namespace rcq::detail {
 
@@ -15,12 +14,6 @@ namespace rcq::detail {
 inline const deadline& budget(std::optional<deadline>& started, std::chrono::milliseconds total) {
     if (!started) started = deadline::after(total);
     return *started;
-}
-
-/// A budget as text for messages: "30 s", or "500 ms" when not whole seconds.
-inline std::string budget_text(std::chrono::milliseconds total) {
-    const auto ms = total.count();
-    return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
 }
 
 } // namespace rcq::detail

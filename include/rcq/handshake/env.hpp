@@ -5,10 +5,13 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/auth.hpp>
 #include <rcq/detail/budget.hpp>
+#include <rcq/detail/hex.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
+#include <rcq/secret.hpp>
 
 #include <cerrno>
 #include <chrono>
@@ -99,6 +102,16 @@ struct env_options {
 /// (EINVAL: the launcher relayed a side's line to itself); the budget
 /// running out (ETIMEDOUT); output closed (EPIPE).
 ///
+/// Authentication (authenticate(secret)): each line then ends with
+/// " auth=<nonce>:<peer nonce or none>:<tag>" (64 hex digits each), the tag
+/// being over the line's endpoint and both nonces. The side started first
+/// accepts the second side's line only if it carries its own fresh nonce; the
+/// side started second checks at once that the first side's line is
+/// authentic, and at barrier() that it is live: its go-ahead line ("rcq-go
+/// auth=<tag>") carries a tag over both nonces and its endpoint, so a
+/// recorded line replayed to it is refused there, before any RDMA traffic.
+/// A side without the secret talking to one with it is refused (EACCES).
+///
 /// Move-only, not thread-safe.
 class env {
 public:
@@ -129,7 +142,9 @@ public:
 
     /// Takes over; `other` is left closed.
     env(env&& other) noexcept
-        : opts_(std::move(other.opts_)), deadline_(other.deadline_),
+        : opts_(std::move(other.opts_)), deadline_(other.deadline_), auth_(std::move(other.auth_)),
+          nonce_(std::move(other.nonce_)), peer_nonce_(std::move(other.peer_nonce_)),
+          local_text_(std::move(other.local_text_)), peer_text_(std::move(other.peer_text_)),
           moved_from_(std::exchange(other.moved_from_, true)) {}
 
     /// Takes over; `other` is left closed.
@@ -137,6 +152,11 @@ public:
         if (this != &other) {
             opts_ = std::move(other.opts_);
             deadline_ = other.deadline_;
+            auth_ = std::move(other.auth_);
+            nonce_ = std::move(other.nonce_);
+            peer_nonce_ = std::move(other.peer_nonce_);
+            local_text_ = std::move(other.local_text_);
+            peer_text_ = std::move(other.peer_text_);
             moved_from_ = std::exchange(other.moved_from_, true);
         }
         return *this;
@@ -146,27 +166,44 @@ public:
     env& operator=(const env&) = delete;
     ~env() = default; // the descriptors are borrowed
 
+    /// Requires the peer to prove it knows `secret`, and proves it in turn;
+    /// see the class comment and the README. Call before exchange().
+    void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
+
+    /// Lets exchange() write an endpoint that carries a memory token without
+    /// authentication; see the README.
+    void allow_memory_without_secret() noexcept { auth_.allow_memory_without_secret(); }
+
     /// Writes `local`'s endpoint line and returns the peer's, taken from the
     /// variable when it is set, else read from in_fd. See the class comment.
     endpoint exchange(const endpoint& local) {
         check_usable("exchange()");
+        auth_.check_offer(local, "env handshake");
         const auto& dl = budget();
+        local_text_ = to_text(local);
+        if (auth_.secret()) nonce_ = detail::hex_bytes(detail::fresh_nonce());
         std::optional<endpoint> peer;
         if (const char* value = std::getenv(opts_.variable.c_str())) {
             if (*value == '\0')
                 throw_invalid("env handshake: " + opts_.variable + " is set but empty",
                               "the launcher must set it to the endpoint line of the side started "
                               "first, or leave it unset on that side");
-            peer = parse(value, opts_.variable);
+            peer = accept_line(value, opts_.variable, true);
         } else if (opts_.in_fd < 0) {
             throw_invalid("env handshake: " + opts_.variable +
                               " is not set and there is no input to read the peer's endpoint line from",
                           no_peer_hint());
         }
-        write_line(to_text(local), dl, "our endpoint line");
+        std::string line = local_text_;
+        if (const auto* secret = auth_.secret()) {
+            auto peer_nonce = peer ? peer_nonce_ : std::string("none");
+            line += " auth=" + nonce_ + ":" + peer_nonce + ":" +
+                    detail::hex_bytes(secret->tag({"rcq env endpoint", nonce_, peer_nonce, local_text_}));
+        }
+        write_line(line, dl, "our endpoint line");
         if (!peer)
-            peer = parse(read_line(dl, expecting::endpoint_line),
-                         "the peer's endpoint line on fd " + std::to_string(opts_.in_fd));
+            peer = accept_line(read_line(dl, expecting::endpoint_line),
+                               "the peer's endpoint line on fd " + std::to_string(opts_.in_fd), false);
         if (*peer == local)
             throw_invalid("env handshake: the peer's endpoint is our own",
                           "the launcher gave this side its own line back; each side must get the "
@@ -183,8 +220,31 @@ public:
             throw_invalid("env handshake: barrier() needs an input to read the peer's go-ahead from",
                           "give an in_fd the launcher writes the peer's lines to");
         const auto& dl = budget();
-        write_line(std::string(go_line), dl, "our go-ahead line");
+        const auto* secret = auth_.secret();
+        std::string ours(go_line);
+        if (secret)
+            ours += " auth=" +
+                    detail::hex_bytes(secret->tag({"rcq env go", nonce_, peer_nonce_, local_text_}));
+        write_line(ours, dl, "our go-ahead line");
         auto line = read_line(dl, expecting::go_ahead);
+        auto [go, token] = split_auth(line);
+        if (go == go_line && (secret || !token.empty())) {
+            shared_secret::tag_type tag{};
+            if (!secret)
+                throw_invalid("env handshake: the peer's go-ahead is authenticated and this side has no "
+                              "shared secret",
+                              "give both sides the same secret", EACCES);
+            if (token.empty())
+                throw_invalid("env handshake: the peer's go-ahead is not authenticated",
+                              "the peer has no shared secret: give both sides the same one", EACCES);
+            if (!detail::parse_hex_bytes(token, tag) ||
+                !secret->verify(tag, {"rcq env go", peer_nonce_, nonce_, peer_text_}))
+                throw_invalid("env handshake: the peer's go-ahead failed to authenticate",
+                              "its endpoint line was replayed from another exchange, or the peer "
+                              "uses another secret",
+                              EACCES);
+            return;
+        }
         if (line != go_line)
             throw_invalid("env handshake: expected the go-ahead line \"rcq-go\" on fd " +
                               std::to_string(opts_.in_fd) + ", got " + detail::quote(line),
@@ -216,6 +276,59 @@ private:
         return "set " + opts_.variable +
                " to the peer's endpoint line, or run both sides under a launcher that relays their "
                "lines (examples/launch_env.sh)";
+    }
+
+    // Splits a line into what comes before " auth=" and what follows it
+    // (empty when there is no such part), without surrounding blanks.
+    static std::pair<std::string_view, std::string_view> split_auth(std::string_view line) {
+        constexpr std::string_view blank = " \t\r\n";
+        auto first = line.find_first_not_of(blank);
+        line = first == std::string_view::npos ? std::string_view{} : line.substr(first);
+        line = line.substr(0, line.find_last_not_of(blank) + 1);
+        auto at = line.rfind(" auth=");
+        if (at == std::string_view::npos) return {line, {}};
+        return {line.substr(0, at), line.substr(at + 6)};
+    }
+
+    // Parses the peer's endpoint line and, with a secret, checks its tag.
+    // `from_first` says the line comes from the side started first (through
+    // the variable): its tag cannot name our nonce yet; barrier() checks
+    // that side's liveness.
+    endpoint accept_line(std::string_view line, const std::string& where, bool from_first) {
+        auto [text, token] = split_auth(line);
+        auto ep = parse(text, where);
+        const auto* secret = auth_.secret();
+        auto refuse = [&](const std::string& what, const std::string& hint) {
+            throw_invalid("env handshake: " + where + ": " + what, hint, EACCES);
+        };
+        if (!secret) {
+            if (!token.empty())
+                refuse("it is authenticated and this side has no shared secret",
+                       "give both sides the same secret");
+            return ep;
+        }
+        if (token.empty())
+            refuse("it is not authenticated", "the peer has no shared secret: give both sides the same one");
+        // <nonce>:<peer nonce or none>:<tag>
+        auto c1 = token.find(':');
+        auto c2 = c1 == std::string_view::npos ? c1 : token.find(':', c1 + 1);
+        detail::auth_nonce nonce{};
+        shared_secret::tag_type tag{};
+        if (c2 == std::string_view::npos || !detail::parse_hex_bytes(token.substr(0, c1), nonce) ||
+            !detail::parse_hex_bytes(token.substr(c2 + 1), tag))
+            throw_invalid("env handshake: " + where + ": malformed auth= part " + detail::quote(token),
+                          "it must come from the peer's rcq::handshake::env", EPROTO);
+        auto peer_nonce = token.substr(0, c1);
+        auto their_echo = token.substr(c1 + 1, c2 - c1 - 1);
+        if (from_first ? their_echo != "none" : their_echo != nonce_)
+            refuse("it belongs to another exchange (it does not carry this side's nonce)",
+                   "it was recorded earlier and replayed; start both sides again");
+        if (!secret->verify(tag, {"rcq env endpoint", peer_nonce, their_echo, text}))
+            refuse("it failed to authenticate: its tag does not verify",
+                   "the peer uses another secret, or the line was changed on the way");
+        peer_nonce_ = std::string(peer_nonce);
+        peer_text_ = std::string(text);
+        return ep;
     }
 
     static endpoint parse(std::string_view text, const std::string& where) {
@@ -342,6 +455,11 @@ private:
 
     options opts_;
     std::optional<deadline> deadline_; // set on first use, see the class comment
+    detail::handshake_auth auth_;
+    std::string nonce_;      // authenticated: ours and the peer's, as hex
+    std::string peer_nonce_;
+    std::string local_text_; // the endpoints' text forms, which the tags cover
+    std::string peer_text_;
     bool moved_from_ = false;
 };
 

@@ -4,10 +4,13 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/auth.hpp>
 #include <rcq/detail/budget.hpp>
+#include <rcq/detail/hex.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
+#include <rcq/secret.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -26,6 +29,116 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+namespace rcq::detail {
+
+/// The first line of every handshake file: format name and version.
+inline constexpr std::string_view file_format_line = "rcq-file-handshake 1";
+
+/// One parsed peer file of rcq::handshake::file.
+struct file_record {
+    std::string nonce;
+    std::string ack;
+    endpoint ep{};
+    std::string endpoint_text; // as written, for the tag
+    std::string tag;           // 64 hex digits, or empty when the file has none
+};
+
+/// Parses the text of a peer's handshake file of `kind` ("endpoint" or
+/// "ready") that `peer` of `session` must have written; `where` starts error
+/// messages ("file handshake as client: /dir/job42.server.endpoint"). Throws
+/// rcq::error (EPROTO, or EINVAL from the endpoint parser) for anything
+/// else. Only this function reads a peer's file content.
+inline file_record parse_file_record(std::string_view text, std::string_view kind,
+                                     std::string_view session, std::string_view peer,
+                                     const std::string& where) {
+    auto bad = [&](const std::string& what) {
+        throw_invalid(where + ": " + what,
+                      "it was not written by this version of rcq's file handshake; if it is a "
+                      "leftover, delete it and start both sides again",
+                      EPROTO);
+    };
+    if (text.empty()) bad("empty file");
+    if (text.back() != '\n') bad("truncated (the last line has no newline)");
+    std::string_view lines = text.substr(0, text.size() - 1);
+    auto next_line = [&lines] {
+        auto end = lines.find('\n');
+        auto line = lines.substr(0, end);
+        lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
+        return line;
+    };
+
+    auto first = next_line();
+    if (first != file_format_line) {
+        constexpr std::string_view name = "rcq-file-handshake ";
+        if (first.substr(0, name.size()) == name)
+            throw_invalid(where + ": format " + quote(first.substr(name.size())) +
+                              " not supported (this build reads version 1)",
+                          "build both sides with the same rcq release", EPROTO);
+        bad("expected the first line \"" + std::string(file_format_line) + "\", got " + quote(first));
+    }
+
+    static constexpr std::string_view keys[] = {"file", "session", "side",     "nonce", "ack",
+                                                "host", "pid",     "time", "endpoint", "tag"};
+    std::string_view values[std::size(keys)]{};
+    bool seen[std::size(keys)]{};
+    while (!lines.empty()) {
+        auto line = next_line();
+        auto space = line.find(' ');
+        auto key = line.substr(0, space);
+        auto value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+        auto it = std::find(std::begin(keys), std::end(keys), key);
+        if (it == std::end(keys)) bad("unknown line " + quote(line));
+        auto i = static_cast<std::size_t>(it - std::begin(keys));
+        if (seen[i]) bad("duplicate line " + quote(key));
+        seen[i] = true;
+        values[i] = value;
+    }
+    auto need = [&](std::size_t i) {
+        if (!seen[i]) bad("truncated or incomplete: no \"" + std::string(keys[i]) + "\" line");
+        return values[i];
+    };
+    auto is_nonce = [](std::string_view v) {
+        return v.size() == 32 && v.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+    };
+
+    if (need(0) != kind)
+        bad("holds a " + quote(values[0]) + " record, expected \"" + std::string(kind) + "\"");
+    if (need(1) != session)
+        bad("belongs to session " + quote(values[1]) + ", not \"" + std::string(session) + "\"");
+    if (need(2) != peer)
+        bad("was written by side " + quote(values[2]) + ", not \"" + std::string(peer) + "\"");
+    file_record r;
+    r.nonce = std::string(need(3));
+    if (!is_nonce(r.nonce)) bad("bad nonce " + quote(r.nonce) + " (expected 32 hex digits)");
+    r.ack = std::string(need(4));
+    if (r.ack != "none" && !is_nonce(r.ack))
+        bad("bad ack " + quote(r.ack) + " (expected 32 hex digits or \"none\")");
+    if (kind == "endpoint") {
+        auto text_form = need(8);
+        r.endpoint_text = std::string(text_form);
+        try {
+            r.ep = from_text(text_form);
+        } catch (const error& e) {
+            throw error(e.code(), where + ": " + e.step(),
+                        e.hint().empty() ? "delete the file if it is a leftover, and start both "
+                                           "sides again"
+                                         : e.hint());
+        }
+    } else if (seen[8]) {
+        bad("a ready file carries no endpoint");
+    }
+    if (seen[9]) {
+        r.tag = std::string(values[9]);
+        shared_secret::tag_type bytes{};
+        if (!parse_hex_bytes(r.tag, bytes))
+            bad("bad tag " + quote(r.tag) + " (expected " + std::to_string(2 * bytes.size()) +
+                " hex digits)");
+    }
+    return r;
+}
+
+} // namespace rcq::detail
 
 namespace rcq::handshake {
 
@@ -59,6 +172,11 @@ struct file_options {
 /// Each is written whole under a hidden temporary name in the same folder
 /// (".<session>.<side>.<kind>.<nonce prefix>-<n>.tmp"), fsync'ed and
 /// renamed into place, so a reader sees either no file or a complete one.
+/// Files are created with mode 0600: only this user (and root) can read the
+/// endpoint, its memory token and the nonces. So both sides must run as the
+/// same user: a peer file that another user owns is refused (EPERM), and so
+/// is a symbolic link in its place (ELOOP), as planted, not written by the
+/// peer. (On NFS with root_squash, run both sides as an ordinary user.)
 /// Their content is a few lines of text, one "key value" per line:
 ///
 ///     rcq-file-handshake 1          format and version
@@ -71,6 +189,7 @@ struct file_options {
 ///     pid 4242                      the folder, never for decisions
 ///     time 1718000000               (Unix seconds)
 ///     endpoint rcq1 qpn=0x... ...   the text form (endpoint files only)
+///     tag 3a9f...                   with a shared secret only: 64 hex digits
 ///
 /// Protection from stale files. A file left by an earlier run of the same
 /// session (a crash, a side killed mid-handshake) must never be taken for
@@ -131,7 +250,7 @@ public:
     /// The largest handshake file read; anything larger is refused unread.
     static constexpr std::size_t max_file_size = 4096;
     /// The first line of every file: format name and version.
-    static constexpr std::string_view format_line = "rcq-file-handshake 1";
+    static constexpr std::string_view format_line = detail::file_format_line;
 
     /// With the given settings; throws rcq::error for invalid ones.
     explicit file(options opts) : opts_(std::move(opts)) {
@@ -157,9 +276,21 @@ public:
                        .peer = std::move(peer),
                        .timeout = timeout}) {}
 
+    /// Requires the peer to prove it knows `secret`, and proves it in turn:
+    /// every file then carries a "tag" line over its content, and a peer
+    /// file is accepted only with a valid tag over our nonce (so a file from
+    /// an earlier exchange cannot be replayed). Both sides must do so, or
+    /// neither. Call before exchange(). See the README on authentication.
+    void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
+
+    /// Lets exchange() publish an endpoint that carries a memory token
+    /// without authentication; see the README.
+    void allow_memory_without_secret() noexcept { auth_.allow_memory_without_secret(); }
+
     /// Takes over; `other` is left closed.
     file(file&& other) noexcept
-        : opts_(std::move(other.opts_)), deadline_(other.deadline_), nonce_(std::move(other.nonce_)),
+        : opts_(std::move(other.opts_)), auth_(std::move(other.auth_)), deadline_(other.deadline_),
+          nonce_(std::move(other.nonce_)),
           acked_(std::move(other.acked_)), local_text_(std::move(other.local_text_)),
           writes_(other.writes_), phase_(std::exchange(other.phase_, phase::moved_from)) {}
 
@@ -167,6 +298,7 @@ public:
     file& operator=(file&& other) noexcept {
         if (this != &other) {
             opts_ = std::move(other.opts_);
+            auth_ = std::move(other.auth_);
             deadline_ = other.deadline_;
             nonce_ = std::move(other.nonce_);
             acked_ = std::move(other.acked_);
@@ -188,6 +320,7 @@ public:
     /// malformed peer file, errno values for a folder that cannot be written.
     endpoint exchange(const endpoint& local) {
         require(phase::fresh, "exchange()", "call exchange() once per handshake object");
+        auth_.check_offer(local, role());
         const auto& dl = budget();
         nonce_ = make_nonce();
         acked_.clear();
@@ -205,6 +338,7 @@ public:
                     write_endpoint_file(); // before returning: the peer waits for this ack
                 }
                 if (peer->ack == nonce_) {
+                    check_tag(*peer, "endpoint", peer_path);
                     phase_ = phase::exchanged;
                     return peer->ep;
                 }
@@ -237,13 +371,14 @@ public:
     void barrier() {
         require(phase::exchanged, "barrier()", "call exchange() first, then barrier(), once each");
         const auto& dl = budget();
-        write_file("ready", record_head("ready", acked_));
+        write_file("ready", record_text("ready", acked_, {}));
 
         const auto peer_path = path_of(opts_.peer, "ready");
         bool seen = false;
         for (;;) {
             if (auto peer = read_peer_file(peer_path, "ready")) {
                 if (peer->nonce == acked_ && peer->ack == nonce_) {
+                    check_tag(*peer, "ready", peer_path);
                     ::unlink(peer_path.c_str());
                     ::unlink(path_of(opts_.self, "endpoint").c_str());
                     phase_ = phase::done;
@@ -282,12 +417,7 @@ public:
 private:
     enum class phase { fresh, exchanged, done, moved_from };
 
-    // One parsed peer file.
-    struct record {
-        std::string nonce;
-        std::string ack;
-        endpoint ep{};
-    };
+    using record = detail::file_record;
 
     std::string role() const { return "file handshake as " + opts_.self; }
 
@@ -344,14 +474,52 @@ private:
     }
 
     static std::string make_nonce() {
-        static constexpr char hex_digits[] = "0123456789abcdef";
-        std::random_device rd;
-        std::string out;
-        for (int i = 0; i < 4; ++i) {
-            auto word = static_cast<std::uint32_t>(rd());
-            for (int shift = 28; shift >= 0; shift -= 4) out += hex_digits[(word >> shift) & 0xf];
+        std::array<std::uint8_t, 16> bytes{};
+        detail::random_bytes(bytes);
+        return detail::hex_bytes(bytes);
+    }
+
+    // With a secret: the tag of a file of `kind` written by `side`.
+    shared_secret::tag_type tag_of(std::string_view kind, std::string_view side, std::string_view nonce,
+                                   std::string_view ack, std::string_view endpoint_text) const {
+        return auth_.secret()->tag(
+            {"rcq file handshake", kind, opts_.session, side, nonce, ack, endpoint_text});
+    }
+
+    // The peer's file was accepted by its nonces; now its tag must agree.
+    void check_tag(const record& peer, std::string_view kind, const std::filesystem::path& path) const {
+        const auto* secret = auth_.secret();
+        const std::string where = role() + ": " + path.string();
+        if (!secret) {
+            if (!peer.tag.empty())
+                throw_invalid(where + " is authenticated and this side has no shared secret",
+                              "give both sides the same secret", EACCES);
+            return;
         }
-        return out;
+        if (peer.tag.empty())
+            throw_invalid(where + " is not authenticated (no tag line)",
+                          "the " + opts_.peer + " has no shared secret: give both sides the same one",
+                          EACCES);
+        shared_secret::tag_type tag{};
+        detail::parse_hex_bytes(peer.tag, tag); // checked by the parser
+        if (!secret->verify(tag, {"rcq file handshake", kind, opts_.session, opts_.peer, peer.nonce,
+                                  peer.ack, peer.endpoint_text}))
+            throw_invalid(where + " failed to authenticate: its tag does not verify",
+                          "the " + opts_.peer + " uses another secret, or the file was changed",
+                          EACCES);
+    }
+
+    // A whole file: the head, the endpoint line if any, and with a secret the tag.
+    std::string record_text(std::string_view kind, const std::string& ack,
+                            std::string_view endpoint_text) const {
+        std::string text = record_head(kind, ack);
+        if (!endpoint_text.empty()) text += "endpoint " + std::string(endpoint_text) + "\n";
+        if (auth_.secret()) {
+            auto ack_text = ack.empty() ? std::string("none") : ack;
+            text += "tag " + detail::hex_bytes(tag_of(kind, opts_.self, nonce_, ack_text, endpoint_text)) +
+                    "\n";
+        }
+        return text;
     }
 
     std::string record_head(std::string_view kind, const std::string& ack) const {
@@ -371,7 +539,7 @@ private:
     }
 
     void write_endpoint_file() {
-        write_file("endpoint", record_head("endpoint", acked_) + "endpoint " + local_text_ + "\n");
+        write_file("endpoint", record_text("endpoint", acked_, local_text_));
     }
 
     // Temporary file in the same folder, fsync, rename: readers see all or nothing.
@@ -380,7 +548,7 @@ private:
         const auto tmp_path = opts_.folder / ("." + opts_.session + "." + opts_.self + "." +
                                               std::string(kind) + "." + nonce_.substr(0, 8) + "-" +
                                               std::to_string(++writes_) + ".tmp");
-        detail::unique_fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+        detail::unique_fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
         if (!fd) {
             int err = errno;
             throw_error(role() + ": cannot create " + tmp_path.string(),
@@ -422,11 +590,19 @@ private:
     // comment for why it is not waited out).
     std::optional<record> read_peer_file(const std::filesystem::path& path, std::string_view kind) const {
         // O_NONBLOCK: a FIFO planted under that name must not block open().
-        detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+        // O_NOFOLLOW: a symbolic link planted there must not make us read
+        // (and trust) a file of someone else's choosing.
+        detail::unique_fd fd(
+            ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW));
         if (!fd) {
             int err = errno;
             // ESTALE: on NFS, the name was just renamed over; look again later.
             if (err == ENOENT || err == ESTALE || err == EINTR) return std::nullopt;
+            if (err == ELOOP)
+                throw_error(role() + ": " + path.string() + " is a symbolic link; refused",
+                            "the " + opts_.peer + " writes a regular file there; delete the link "
+                            "and start both sides again",
+                            err);
             throw_error(role() + ": cannot open " + path.string(),
                         err == EACCES ? "the " + opts_.peer + "'s files must be readable by this user"
                                       : "",
@@ -441,6 +617,15 @@ private:
         struct stat st{};
         if (::fstat(fd.get(), &st) != 0) throw_error(role() + ": fstat of " + path.string());
         if (!S_ISREG(st.st_mode)) bad("not a regular file");
+        // Both sides run as the same user (the files are 0600): a file that
+        // another user owns was planted by someone else.
+        if (st.st_uid != ::geteuid())
+            throw_error(role() + ": " + path.string() + " is owned by uid " +
+                            std::to_string(st.st_uid) + ", not by this user (uid " +
+                            std::to_string(::geteuid()) + "); refused",
+                        "run both sides as the same user; if the file is a leftover of another "
+                        "user, delete it or use another folder or session",
+                        EPERM);
         if (static_cast<std::uintmax_t>(st.st_size) > max_file_size)
             bad(std::to_string(st.st_size) + " bytes is too large for a handshake file (at most " +
                 std::to_string(max_file_size) + ")");
@@ -459,83 +644,8 @@ private:
         if (got > max_file_size)
             bad("more than " + std::to_string(max_file_size) + " bytes, too large for a handshake file");
         text.resize(got);
-        return parse(path, kind, text, bad);
-    }
-
-    template <class Bad>
-    record parse(const std::filesystem::path& path, std::string_view kind, std::string_view text,
-                 Bad& bad) const {
-        if (text.empty()) bad("empty file");
-        if (text.back() != '\n') bad("truncated (the last line has no newline)");
-        std::string_view lines = text.substr(0, text.size() - 1);
-        auto next_line = [&lines] {
-            auto end = lines.find('\n');
-            auto line = lines.substr(0, end);
-            lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
-            return line;
-        };
-
-        auto first = next_line();
-        if (first != format_line) {
-            constexpr std::string_view name = "rcq-file-handshake ";
-            if (first.substr(0, name.size()) == name)
-                throw_invalid(role() + ": " + path.string() + ": format " +
-                                  detail::quote(first.substr(name.size())) +
-                                  " not supported (this build reads version 1)",
-                              "build both sides with the same rcq release", EPROTO);
-            bad("expected the first line \"" + std::string(format_line) + "\", got " + detail::quote(first));
-        }
-
-        static constexpr std::string_view keys[] = {"file", "session", "side", "nonce", "ack",
-                                                    "host", "pid",     "time", "endpoint"};
-        std::string_view values[std::size(keys)]{};
-        bool seen[std::size(keys)]{};
-        while (!lines.empty()) {
-            auto line = next_line();
-            auto space = line.find(' ');
-            auto key = line.substr(0, space);
-            auto value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
-            auto it = std::find(std::begin(keys), std::end(keys), key);
-            if (it == std::end(keys)) bad("unknown line " + detail::quote(line));
-            auto i = static_cast<std::size_t>(it - std::begin(keys));
-            if (seen[i]) bad("duplicate line " + detail::quote(key));
-            seen[i] = true;
-            values[i] = value;
-        }
-        auto need = [&](std::size_t i) {
-            if (!seen[i]) bad("truncated or incomplete: no \"" + std::string(keys[i]) + "\" line");
-            return values[i];
-        };
-        auto is_nonce = [](std::string_view v) {
-            return v.size() == 32 && v.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-        };
-
-        if (need(0) != kind)
-            bad("holds a " + detail::quote(values[0]) + " record, expected \"" + std::string(kind) + "\"");
-        if (need(1) != opts_.session)
-            bad("belongs to session " + detail::quote(values[1]) + ", not \"" + opts_.session + "\"");
-        if (need(2) != opts_.peer)
-            bad("was written by side " + detail::quote(values[2]) + ", not \"" + opts_.peer + "\"");
-        record r;
-        r.nonce = std::string(need(3));
-        if (!is_nonce(r.nonce)) bad("bad nonce " + detail::quote(r.nonce) + " (expected 32 hex digits)");
-        r.ack = std::string(need(4));
-        if (r.ack != "none" && !is_nonce(r.ack))
-            bad("bad ack " + detail::quote(r.ack) + " (expected 32 hex digits or \"none\")");
-        if (kind == "endpoint") {
-            auto text_form = need(8);
-            try {
-                r.ep = from_text(text_form);
-            } catch (const error& e) {
-                throw error(e.code(), role() + ": " + path.string() + ": " + e.step(),
-                            e.hint().empty() ? "delete the file if it is a leftover, and start both "
-                                               "sides again"
-                                             : e.hint());
-            }
-        } else if (seen[8]) {
-            bad("a ready file carries no endpoint");
-        }
-        return r;
+        return detail::parse_file_record(text, kind, opts_.session, opts_.peer,
+                                         role() + ": " + path.string());
     }
 
     void pause(const deadline& dl) const {
@@ -545,6 +655,7 @@ private:
     }
 
     options opts_;
+    detail::handshake_auth auth_;
     std::optional<deadline> deadline_; // set on first use, see the class comment
     std::string nonce_;                // this run's, drawn in exchange()
     std::string acked_;                // the peer's nonce we acknowledge; after exchange(), the peer's

@@ -4,10 +4,11 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
-#include <rcq/detail/budget.hpp>
+#include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
+#include <rcq/secret.hpp>
 
 #include <algorithm>
 #include <array>
@@ -21,6 +22,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -28,25 +30,121 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+namespace rcq::detail {
+
+/// Checks the first bytes of an endpoint message as they arrive, so that a
+/// foreign peer is refused at its first wrong field rather than after a full
+/// message: throws rcq::error (EPROTO) for a wrong magic once 4 bytes are
+/// there, a wrong version or length once 8 are. Returns true once all
+/// endpoint_wire_size bytes are there; `got` must not hold more.
+inline bool check_arriving_endpoint(std::span<const std::byte> got) {
+    if (got.size() >= endpoint_header_size)
+        check_endpoint_header(got.first(endpoint_header_size));
+    else if (got.size() >= endpoint_magic.size() &&
+             !std::equal(endpoint_magic.begin(), endpoint_magic.end(), got.begin()))
+        check_endpoint_header(got.first(endpoint_magic.size())); // throws "bad magic"
+    return got.size() == endpoint_wire_size;
+}
+
+// The authenticated TCP exchange's own messages: magic "RCQA", version (u16)
+// and payload length (u16), big-endian, then the payload.
+inline constexpr std::array<std::byte, 4> tcp_auth_magic{std::byte{'R'}, std::byte{'C'},
+                                                         std::byte{'Q'}, std::byte{'A'}};
+inline constexpr std::uint16_t tcp_auth_version = 1;
+// The client's hello: its nonce. The server's challenge: its nonce and a tag.
+inline constexpr std::size_t tcp_hello_size = 8 + shared_secret::tag_size;
+inline constexpr std::size_t tcp_challenge_size = 8 + 2 * shared_secret::tag_size;
+
+template <std::size_t N>
+std::array<std::byte, N> tcp_auth_message(std::span<const std::uint8_t> payload) {
+    std::array<std::byte, N> out{};
+    std::copy(tcp_auth_magic.begin(), tcp_auth_magic.end(), out.begin());
+    wire_field<std::uint16_t>::put(tcp_auth_version, out.data() + 4);
+    wire_field<std::uint16_t>::put(static_cast<std::uint16_t>(N - 8), out.data() + 6);
+    std::copy(payload.begin(), payload.end(), reinterpret_cast<std::uint8_t*>(out.data()) + 8);
+    return out;
+}
+
+/// Like check_arriving_endpoint, for an authenticated exchange's message of
+/// `size` bytes (a hello or a challenge): throws rcq::error (EPROTO) at the
+/// first wrong field, with a hint when the peer is an rcq program that does
+/// not authenticate; returns true once `size` bytes are there.
+inline bool check_arriving_auth_message(std::span<const std::byte> got, std::size_t size) {
+    auto fail = [](const std::string& what, const std::string& hint) {
+        throw_invalid("authenticated handshake: " + what, hint, EPROTO);
+    };
+    if (got.size() >= 4 && !std::equal(tcp_auth_magic.begin(), tcp_auth_magic.end(), got.begin())) {
+        if (std::equal(endpoint_magic.begin(), endpoint_magic.end(), got.begin()))
+            fail("the peer sent its endpoint without authenticating",
+                 "this side has a shared secret and the peer has none: give both sides the same secret");
+        check_endpoint_header(got.first(4)); // throws "bad magic", naming what came
+    }
+    if (got.size() >= 8) {
+        auto version = wire_field<std::uint16_t>::get(got.data() + 4);
+        auto length = wire_field<std::uint16_t>::get(got.data() + 6);
+        if (version != tcp_auth_version)
+            fail("version " + std::to_string(version) + " not supported (this build speaks version " +
+                     std::to_string(tcp_auth_version) + ")",
+                 "build both sides with the same rcq release");
+        if (length != size - 8)
+            fail("payload length " + std::to_string(length) + ", expected " + std::to_string(size - 8),
+                 "both sides must be the same rcq release");
+    }
+    return got.size() == size;
+}
+
+/// The deadline of one connect attempt when `left` addresses (this one
+/// included) remain to be tried by `dl`: an equal share of the time left, and
+/// for the last address all of it.
+inline deadline connect_attempt_deadline(const deadline& dl, std::size_t left) {
+    const auto now = deadline::clock::now();
+    if (left <= 1 || dl.at() <= now) return dl;
+    return deadline(now + (dl.at() - now) / static_cast<int>(std::min<std::size_t>(left, 1024)));
+}
+
+} // namespace rcq::detail
+
 namespace rcq::handshake {
 
-/// The TCP handshake transport. One side is the server (listens, accepts a
-/// single peer), the other the client (connects, retrying while the server is
+/// The TCP handshake transport. One side is the server (listens, waits for
+/// one client), the other the client (connects, retrying while the server is
 /// not up yet). Each side then calls exchange() to swap endpoints and, once
 /// its QP is in RTS with receives posted, barrier() so that neither side
-/// sends before the other can receive.
+/// sends before the other can receive. exchange() comes first, once.
 ///
-/// Time budget: `timeout` covers the whole handshake. Its clock starts at the
-/// first exchange() or barrier() call, not at construction, so that the time
-/// spent opening the device and registering memory in between is not charged
-/// to it; every later step (connect or accept, each read and write, the
-/// barrier) shares that one deadline.
+/// The client speaks first: it sends its endpoint as soon as it is connected,
+/// and the server sends nothing to a connection until that connection has
+/// delivered a whole endpoint message with rcq's magic, version and length.
+/// A connection that does not (a port scanner or health probe that closes at
+/// once, another protocol, garbage, a silent or slow peer, one that stops
+/// half-way) is closed without a byte of reply, and the server goes on
+/// listening: a stranger learns nothing about this side (not its QP, not its
+/// memory token) and cannot take the client's place. The server reads up to
+/// `max_waiting` connections at once, none for longer than `hello_timeout`,
+/// so a silent connection cannot hold up the client behind it; when more
+/// arrive, the oldest is dropped. The first connection to deliver a valid
+/// endpoint is the peer, and the listening socket is closed then: later
+/// clients are refused. The magic and version prove the protocol, not the
+/// peer's identity: any program that speaks rcq is served.
+///
+/// Time budgets. `timeout` is given twice, one after the other:
+///  - waiting for the peer: from the first exchange() call until the client
+///    is connected (client) or a valid client endpoint has arrived (server).
+///    The client tries each address of the server's name in turn and gives
+///    each attempt an equal share of what is left, so an address whose SYN is
+///    dropped cannot use up the time of the addresses after it; it retries
+///    with backoff while the server is not listening yet.
+///  - talking to the peer: from the end of the wait, the rest of exchange()
+///    and all of barrier() (which waits for the peer's QP to be ready).
+/// So a server that waited long for its client still has the whole `timeout`
+/// for the barrier. The clock starts at exchange(), not at construction, so
+/// opening the device and registering memory in between are not charged.
+/// `std::chrono::milliseconds::max()` means no time limit; a timeout of zero
+/// or less is refused.
 ///
 /// The server binds and listens in server(), so a busy port is reported at
 /// once and a client that connects early waits in the backlog; port() gives
 /// the bound port, which is how a caller learns it after asking for port 0.
-/// The listening socket is closed as soon as the one peer is accepted: a
-/// second client is refused, and the first connection to arrive is the peer.
 ///
 /// Move-only; a moved-from object is closed. Not thread-safe. Host name
 /// resolution (getaddrinfo) is not bounded by the deadline.
@@ -55,8 +153,15 @@ public:
     /// Marks this type as a handshake policy.
     using rcq_category = category::handshake;
 
+    /// Server: how many connections are read at once while waiting for a
+    /// valid client.
+    static constexpr std::size_t max_waiting = 16;
+    /// Server: the longest a connection may take to deliver its endpoint.
+    static constexpr std::chrono::milliseconds hello_timeout = std::chrono::seconds{10};
+
     /// The server side: binds and listens on `port` now (0: any free port, see
-    /// port()); `timeout` bounds the exchange and the barrier together.
+    /// port()); `timeout` bounds the wait for a valid client, then again the
+    /// rest of exchange() and barrier().
     static tcp server(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds{30},
                       std::string bind_address = "0.0.0.0") {
         tcp t(true, std::move(bind_address), port, timeout);
@@ -74,9 +179,11 @@ public:
     /// Takes over; `other` is left closed.
     tcp(tcp&& other) noexcept
         : server_(other.server_), host_(std::move(other.host_)), port_(other.port_),
-          timeout_(other.timeout_), deadline_(other.deadline_),
+          timeout_(other.timeout_), wait_(other.wait_), talk_(other.talk_),
           listener_(std::move(other.listener_)), conn_(std::move(other.conn_)),
-          peer_(std::move(other.peer_)), closed_(std::exchange(other.closed_, true)) {}
+          peer_(std::move(other.peer_)), auth_(std::move(other.auth_)),
+          client_nonce_(other.client_nonce_), server_nonce_(other.server_nonce_),
+          closed_(std::exchange(other.closed_, true)) {}
 
     /// Takes over; `other` is left closed.
     tcp& operator=(tcp&& other) noexcept {
@@ -85,10 +192,14 @@ public:
             host_ = std::move(other.host_);
             port_ = other.port_;
             timeout_ = other.timeout_;
-            deadline_ = other.deadline_;
+            wait_ = other.wait_;
+            talk_ = other.talk_;
             listener_ = std::move(other.listener_);
             conn_ = std::move(other.conn_);
             peer_ = std::move(other.peer_);
+            auth_ = std::move(other.auth_);
+            client_nonce_ = other.client_nonce_;
+            server_nonce_ = other.server_nonce_;
             closed_ = std::exchange(other.closed_, true);
         }
         return *this;
@@ -98,17 +209,59 @@ public:
     tcp& operator=(const tcp&) = delete;
     ~tcp() = default; // the descriptors close themselves
 
-    /// Connects (client) or accepts the peer (server) if not done yet, sends
-    /// `local` and returns the peer's endpoint. Both sides write before they
-    /// read: the messages are far smaller than any socket buffer, so neither
-    /// write can block on the other side's read. Throws rcq::error naming the
-    /// role, the address and what to check; a foreign peer is detected from
-    /// the first 8 bytes it sends.
+    /// Requires the peer to prove it knows `secret`, and proves it in turn;
+    /// see the README's section on authentication. Call before exchange().
+    /// Both sides must do so, or neither: a side with a secret never talks
+    /// to one without.
+    ///
+    /// Authenticated exchange: the client sends a hello with a fresh nonce;
+    /// the server answers with its own nonce and a tag over both (proving it
+    /// knows the secret before the client reveals anything); the client sends
+    /// its endpoint with a tag over both nonces and the endpoint, and the
+    /// server answers the same way. A connection whose messages do not verify
+    /// is dropped like any stranger's, and the server goes on waiting. The
+    /// go-ahead of barrier() is not authenticated.
+    void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
+
+    /// Lets exchange() send an endpoint that carries a memory token without
+    /// authentication; see the README.
+    void allow_memory_without_secret() noexcept { auth_.allow_memory_without_secret(); }
+
+    /// Client: connects, sends `local`, then reads the server's endpoint.
+    /// Server: waits for a connection that delivers a valid endpoint (see the
+    /// class comment), then sends `local`. Returns the peer's endpoint.
+    /// Throws rcq::error naming the role, the address and what to check; a
+    /// foreign server is detected from the first bytes it sends. An endpoint
+    /// with a memory token is refused (EACCES) before anything is sent when
+    /// there is no secret, unless allow_memory_without_secret() was called.
     endpoint exchange(const endpoint& local) {
-        ensure_connected();
-        const auto& dl = budget();
+        if (closed_) throw_invalid(role() + ": used after close()");
+        if (conn_)
+            throw_invalid(role() + ": exchange() called twice",
+                          "call exchange() once, then barrier()");
+        auth_.check_offer(local, role());
         auto out = encode(local);
+        if (server_) {
+            auto peer = wait_for_client();
+            detail::write_all(conn_.get(), out, *talk_, doing("sending our endpoint to"));
+            if (auto* secret = auth_.secret()) {
+                auto tag = secret->tag({"rcq tcp server endpoint", detail::as_text(client_nonce_),
+                                        detail::as_text(server_nonce_), detail::as_text(out)});
+                detail::write_all(conn_.get(), std::as_bytes(std::span(tag)), *talk_,
+                                  doing("sending our endpoint's tag to"));
+            }
+            return peer;
+        }
+        connect_with_retry();
+        const auto& dl = *talk_;
+        if (auth_.secret()) client_authenticate(dl);
         detail::write_all(conn_.get(), out, dl, doing("sending our endpoint to"));
+        if (auto* secret = auth_.secret()) {
+            auto tag = secret->tag({"rcq tcp client endpoint", detail::as_text(client_nonce_),
+                                    detail::as_text(server_nonce_), detail::as_text(out)});
+            detail::write_all(conn_.get(), std::as_bytes(std::span(tag)), dl,
+                              doing("sending our endpoint's tag to"));
+        }
 
         std::array<std::byte, endpoint_wire_size> in{};
         auto header = std::span(in).first(detail::endpoint_header_size);
@@ -120,6 +273,16 @@ public:
         }
         detail::read_exact(conn_.get(), std::span(in).subspan(detail::endpoint_header_size), dl,
                            doing("receiving the rest of the " + peer_role() + "'s endpoint from"));
+        if (auto* secret = auth_.secret()) {
+            shared_secret::tag_type tag{};
+            detail::read_exact(conn_.get(), std::as_writable_bytes(std::span(tag)), dl,
+                               doing("receiving the tag of the server's endpoint from"));
+            if (!secret->verify(tag, {"rcq tcp server endpoint", detail::as_text(client_nonce_),
+                                      detail::as_text(server_nonce_), detail::as_text(in)}))
+                throw_invalid(role() + ": the endpoint from " + peer_ + " does not carry a valid tag",
+                              "it was changed on the way, or the server's secret differs from ours",
+                              EACCES);
+        }
         return decode(in); // cannot fail: the header was checked and the size is exact
     }
 
@@ -128,8 +291,11 @@ public:
     /// receives are posted; when it returns, the peer has done the same, so a
     /// SEND from either side finds a posted RECV.
     void barrier() {
-        ensure_connected();
-        const auto& dl = budget();
+        if (closed_) throw_invalid(role() + ": used after close()");
+        if (!conn_)
+            throw_invalid(role() + ": barrier() called before exchange()",
+                          "call exchange() once, then barrier()");
+        const auto& dl = *talk_;
         detail::write_all(conn_.get(), go_ahead, dl, doing("sending the go-ahead to"));
         std::array<std::byte, go_ahead.size()> in{};
         detail::read_exact(conn_.get(), in, dl, doing("waiting for the " + peer_role() + "'s go-ahead from"));
@@ -202,7 +368,12 @@ private:
     using addrinfo_list = std::unique_ptr<addrinfo, addrinfo_deleter>;
 
     tcp(bool server, std::string host, std::uint16_t port, std::chrono::milliseconds timeout)
-        : server_(server), host_(std::move(host)), port_(port), timeout_(timeout) {}
+        : server_(server), host_(std::move(host)), port_(port), timeout_(timeout) {
+        if (timeout_ <= std::chrono::milliseconds::zero())
+            throw_invalid(role() + ": the timeout must be positive (got " +
+                              std::to_string(timeout_.count()) + " ms)",
+                          "for no time limit, give std::chrono::milliseconds::max()");
+    }
 
     std::string role() const { return server_ ? "tcp server" : "tcp client"; }
     std::string peer_role() const { return server_ ? "client" : "server"; }
@@ -226,7 +397,19 @@ private:
         return role() + ": " + action + " " + peer_ + " (budget " + budget_text() + ")";
     }
 
-    const deadline& budget() { return detail::budget(deadline_, timeout_); }
+    // The wait for the peer; starts at the first exchange() call.
+    const deadline& wait_budget() {
+        if (!wait_) wait_ = deadline::after(timeout_);
+        return *wait_;
+    }
+
+    // Called once the peer is there: the rest has a budget of its own.
+    void connected() {
+        talk_ = deadline::after(timeout_);
+        // Handshake messages are tiny and each one is waited for: send them now.
+        int one = 1;
+        ::setsockopt(conn_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
 
     addrinfo_list resolve(const char* host, int flags, int& gai_error) const {
         addrinfo hints{};
@@ -266,7 +449,8 @@ private:
             throw_error(role() + ": cannot bind to " + where,
                         err == EADDRNOTAVAIL ? "that address is not on this host" : "", err);
         }
-        if (::listen(fd.get(), 4) != 0) throw_error(role() + ": listen on " + host_port(host_, port_));
+        // Room in the backlog for the connections read at once while waiting.
+        if (::listen(fd.get(), static_cast<int>(max_waiting)) != 0) throw_error(role() + ": listen on " + host_port(host_, port_));
         sockaddr_storage bound{};
         socklen_t len = sizeof bound;
         if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0)
@@ -288,49 +472,214 @@ private:
         return host_port(text, ntohs(a.sin_port));
     }
 
-    void ensure_connected() {
-        if (closed_) throw_invalid(role() + ": used after close()");
-        if (conn_) return;
-        if (server_)
-            accept_one();
-        else
-            connect_with_retry();
-        // Handshake messages are tiny and each one is waited for: send them now.
-        int one = 1;
-        ::setsockopt(conn_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Client, authenticated: sends the hello, checks the server's challenge.
+    void client_authenticate(const deadline& dl) {
+        client_nonce_ = detail::fresh_nonce();
+        auto hello = detail::tcp_auth_message<detail::tcp_hello_size>(client_nonce_);
+        detail::write_all(conn_.get(), hello, dl, doing("sending our hello to"));
+        std::array<std::byte, detail::tcp_challenge_size> in{};
+        auto header = std::span(in).first(8);
+        detail::read_exact(conn_.get(), header, dl, doing("receiving the server's challenge from"));
+        try {
+            detail::check_arriving_auth_message(header, in.size());
+        } catch (const error& e) {
+            throw error(e.code(), role() + ", peer " + peer_ + ": " + e.step(), e.hint());
+        }
+        detail::read_exact(conn_.get(), std::span(in).subspan(8), dl,
+                           doing("receiving the rest of the server's challenge from"));
+        auto payload = std::span(reinterpret_cast<const std::uint8_t*>(in.data()) + 8, in.size() - 8);
+        std::copy_n(payload.begin(), server_nonce_.size(), server_nonce_.begin());
+        if (!auth_.secret()->verify(payload.subspan(server_nonce_.size()),
+                                    {"rcq tcp challenge", detail::as_text(client_nonce_),
+                                     detail::as_text(server_nonce_)}))
+            throw_invalid(role() + ": the server at " + peer_ + " failed to authenticate",
+                          "it does not know our shared secret: give both sides the same one", EACCES);
     }
 
-    void accept_one() {
-        const auto& dl = budget();
-        auto what = role() + ": waiting for a client on port " + std::to_string(port_);
-        for (;;) {
-            sockaddr_storage addr{};
-            socklen_t len = sizeof addr;
-            int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                conn_.reset(fd);
-                peer_ = address_of(addr);
-                listener_.reset(); // one peer only; stop accepting at once
-                return;
-            }
-            int err = errno;
-            if (err == EAGAIN || err == EWOULDBLOCK) {
-                if (!detail::wait_for(listener_.get(), POLLIN, dl, what))
-                    throw_error(role() + ": no client connected to port " + std::to_string(port_) +
-                                    " within " + budget_text(),
-                                "start the client with this host's address and port " +
-                                    std::to_string(port_) + ", or give the server a longer timeout",
-                                ETIMEDOUT);
-                continue;
-            }
-            // Errors of a connection that died in the backlog, and signals:
-            // accept(2) asks to simply try again.
-            if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
-                err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
-                err == EOPNOTSUPP || err == ENETUNREACH)
-                continue;
-            throw_error(what + ": accept", {}, err);
+    // A connection read while waiting for a valid client.
+    struct waiting_client {
+        detail::unique_fd fd;
+        std::string address;
+        deadline until;
+        // Big enough for each message a client sends: hello, endpoint + tag.
+        std::array<std::byte, std::max(detail::tcp_hello_size,
+                                       endpoint_wire_size + shared_secret::tag_size)> in{};
+        std::size_t got = 0;
+        bool challenged = false; // authenticated: hello read, challenge sent
+        detail::auth_nonce client_nonce{};
+        detail::auth_nonce server_nonce{};
+    };
+
+    // How many bytes the message `w` is sending has.
+    std::size_t message_size(const waiting_client& w) const {
+        if (!auth_.secret()) return endpoint_wire_size;
+        return w.challenged ? endpoint_wire_size + shared_secret::tag_size : detail::tcp_hello_size;
+    }
+
+    // Checks what `w` has sent so far; throws rcq::error to refuse it.
+    // Returns true once it has delivered a valid (and, with a secret,
+    // authenticated) endpoint.
+    bool check_waiting(waiting_client& w) {
+        auto got = std::span<const std::byte>(w.in).first(w.got);
+        const auto* secret = auth_.secret();
+        if (!secret) {
+            if (w.got >= 4 && std::equal(detail::tcp_auth_magic.begin(), detail::tcp_auth_magic.end(),
+                                         got.begin()))
+                throw_invalid("it asks for authentication and this server has no shared secret",
+                              "give both sides the same secret", EPROTO);
+            return detail::check_arriving_endpoint(got);
         }
+        if (!w.challenged) {
+            if (!detail::check_arriving_auth_message(got, detail::tcp_hello_size)) return false;
+            std::copy_n(reinterpret_cast<const std::uint8_t*>(w.in.data()) + 8, w.client_nonce.size(),
+                        w.client_nonce.begin());
+            w.server_nonce = detail::fresh_nonce();
+            auto tag = secret->tag({"rcq tcp challenge", detail::as_text(w.client_nonce),
+                                    detail::as_text(w.server_nonce)});
+            std::array<std::uint8_t, 2 * shared_secret::tag_size> payload{};
+            std::copy(w.server_nonce.begin(), w.server_nonce.end(), payload.begin());
+            std::copy(tag.begin(), tag.end(), payload.begin() + shared_secret::tag_size);
+            auto challenge = detail::tcp_auth_message<detail::tcp_challenge_size>(payload);
+            // A few dozen bytes on a fresh connection: the socket buffer takes them at once.
+            if (::send(w.fd.get(), challenge.data(), challenge.size(), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+                static_cast<ssize_t>(challenge.size()))
+                throw_invalid("could not be sent the challenge", {}, EPROTO);
+            w.challenged = true;
+            w.got = 0;
+            return false;
+        }
+        if (!detail::check_arriving_endpoint(got.first(std::min(w.got, endpoint_wire_size))) ||
+            w.got < message_size(w))
+            return false;
+        auto ep = got.first(endpoint_wire_size);
+        if (!secret->verify(std::span(reinterpret_cast<const std::uint8_t*>(got.data()) + endpoint_wire_size,
+                                      shared_secret::tag_size),
+                            {"rcq tcp client endpoint", detail::as_text(w.client_nonce),
+                             detail::as_text(w.server_nonce), detail::as_text(ep)}))
+            throw_invalid("failed to authenticate: its tag does not verify (another secret, or a "
+                          "replayed exchange)",
+                          {}, EACCES);
+        return true;
+    }
+
+    // Errors of a connection that died in the backlog, and signals: accept(2)
+    // asks to simply try again.
+    static bool accept_again(int err) {
+        return err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
+               err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+               err == EOPNOTSUPP || err == ENETUNREACH;
+    }
+
+    // See the class comment: reads every connection that arrives, each by
+    // its own deadline, until one has delivered a valid endpoint. Nothing is
+    // ever written to the others.
+    endpoint wait_for_client() {
+        const auto& dl = wait_budget();
+        const auto what = role() + ": waiting for a client on port " + std::to_string(port_);
+        std::vector<waiting_client> waiting;
+        std::size_t refused = 0;
+        std::string last_refusal;
+        auto refuse = [&](std::size_t i, const std::string& why) {
+            ++refused;
+            last_refusal = waiting[i].address + " " + why;
+            waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+        };
+        std::vector<pollfd> fds;
+        for (;;) {
+            if (dl.expired()) no_valid_client(refused, waiting.size(), last_refusal);
+            for (std::size_t i = waiting.size(); i-- > 0;)
+                if (waiting[i].until.expired())
+                    refuse(i, "sent " + detail::byte_progress(waiting[i].got, message_size(waiting[i])) +
+                                  " of a message in " + detail::budget_text(hello_timeout));
+
+            fds.assign(1, pollfd{listener_.get(), POLLIN, 0});
+            int wait_ms = dl.remaining_ms();
+            for (const auto& w : waiting) {
+                fds.push_back(pollfd{w.fd.get(), POLLIN, 0});
+                wait_ms = std::min(wait_ms, w.until.remaining_ms());
+            }
+            if (::poll(fds.data(), fds.size(), wait_ms) < 0) {
+                if (errno == EINTR) continue;
+                throw_error(what + ": poll");
+            }
+
+            // From the back, so that refusing one keeps the others' indices.
+            for (std::size_t i = waiting.size(); i-- > 0;) {
+                if (fds[i + 1].revents == 0) continue;
+                auto& w = waiting[i];
+                ssize_t n = ::recv(w.fd.get(), w.in.data() + w.got, message_size(w) - w.got, MSG_DONTWAIT);
+                if (n == 0) {
+                    refuse(i, "closed the connection after " + detail::byte_progress(w.got, message_size(w)));
+                    continue;
+                }
+                if (n < 0) {
+                    int err = errno;
+                    if (err != EINTR && err != EAGAIN && err != EWOULDBLOCK)
+                        refuse(i, "failed after " + detail::byte_progress(w.got, message_size(w)) +
+                                      " (" + std::generic_category().message(err) + ")");
+                    continue;
+                }
+                w.got += static_cast<std::size_t>(n);
+                bool complete = false;
+                try {
+                    complete = check_waiting(w);
+                } catch (const error& e) {
+                    refuse(i, "was refused: " + e.step());
+                    continue;
+                }
+                if (complete) {
+                    conn_ = std::move(w.fd);
+                    peer_ = w.address;
+                    client_nonce_ = w.client_nonce;
+                    server_nonce_ = w.server_nonce;
+                    listener_.reset(); // one peer only; later clients are refused
+                    connected();
+                    return decode(std::span(w.in).first(endpoint_wire_size)); // checked and complete
+                }
+            }
+
+            if (fds[0].revents == 0) continue;
+            for (;;) { // every connection the backlog holds
+                sockaddr_storage addr{};
+                socklen_t len = sizeof addr;
+                int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len,
+                                   SOCK_CLOEXEC);
+                if (fd < 0) {
+                    int err = errno;
+                    if (err == EAGAIN || err == EWOULDBLOCK) break;
+                    if (accept_again(err)) continue;
+                    throw_error(what + ": accept", {}, err);
+                }
+                if (waiting.size() == max_waiting)
+                    refuse(0, "was dropped unread: " + std::to_string(max_waiting) +
+                                  " newer connections were waiting");
+                auto own = deadline::after(hello_timeout);
+                waiting.push_back(waiting_client{detail::unique_fd(fd), address_of(addr),
+                                                 deadline(std::min(own.at(), dl.at()))});
+            }
+        }
+    }
+
+    [[noreturn]] void no_valid_client(std::size_t refused, std::size_t still_sending,
+                                      const std::string& last_refusal) const {
+        auto port = std::to_string(port_);
+        if (refused == 0 && still_sending == 0)
+            throw_error(role() + ": no client connected to port " + port + " within " + budget_text(),
+                        "start the client with this host's address and port " + port +
+                            ", or give the server a longer timeout",
+                        ETIMEDOUT);
+        std::string summary;
+        if (refused != 0)
+            summary = std::to_string(refused) + " connection(s) refused, the last: " + last_refusal;
+        if (still_sending != 0)
+            summary += (summary.empty() ? "" : "; ") + std::to_string(still_sending) +
+                       " connection(s) still sending an incomplete endpoint";
+        throw_error(role() + ": no rcq client on port " + port + " within " + budget_text() + " (" +
+                        summary + ")",
+                    "the client must be an rcq program of the same release (its first message is "
+                    "its endpoint, starting \"RCQE\"); start it with this host's address and port " +
+                        port + ", or give the server a longer timeout",
+                    ETIMEDOUT);
     }
 
     // Errors that may go away if we wait: the server not listening yet, a
@@ -361,7 +710,7 @@ private:
     }
 
     void connect_with_retry() {
-        const auto& dl = budget();
+        const auto& dl = wait_budget();
         auto where = host_port(host_, port_);
         peer_ = where;
         std::chrono::milliseconds backoff{50};
@@ -378,9 +727,14 @@ private:
                 last_error = ::gai_strerror(gai);
                 retry = true;
             }
-            for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
-                int err = try_connect(*ai, dl);
-                if (err == 0) return;
+            std::size_t addresses_left = 0;
+            for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) ++addresses_left;
+            for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next, --addresses_left) {
+                int err = try_connect(*ai, detail::connect_attempt_deadline(dl, addresses_left));
+                if (err == 0) {
+                    connected();
+                    return;
+                }
                 last_error = std::generic_category().message(err);
                 last_errno = err;
                 retry = retry || worth_retrying(err);
@@ -404,10 +758,14 @@ private:
     std::string host_; // server: bind address; client: the server's host
     std::uint16_t port_;
     std::chrono::milliseconds timeout_;
-    std::optional<deadline> deadline_; // set on first use, see the class comment
+    std::optional<deadline> wait_;     // the wait for the peer, from the first exchange()
+    std::optional<deadline> talk_;     // the rest, from the end of the wait
     detail::unique_fd listener_;       // server, until the peer is accepted
     detail::unique_fd conn_;           // the connection to the peer
     std::string peer_;                 // the peer's address, for messages
+    detail::handshake_auth auth_;
+    detail::auth_nonce client_nonce_{}; // authenticated: this exchange's nonces
+    detail::auth_nonce server_nonce_{};
     bool closed_ = false;
 };
 

@@ -1,0 +1,81 @@
+// rcq/detail/auth.hpp - what the three handshakes (tcp, file, env) share
+// about authentication: the secret if one was given, the rule for memory
+// tokens, and fresh nonces. The tags themselves are rcq::shared_secret's.
+#pragma once
+
+#include <rcq/endpoint.hpp>
+#include <rcq/error.hpp>
+#include <rcq/secret.hpp>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace rcq::detail {
+
+/// A nonce of the handshakes' authenticated messages.
+using auth_nonce = std::array<std::uint8_t, shared_secret::tag_size>;
+
+/// Fills `out` with random bytes: libsodium's randombytes_buf when built with
+/// it, else std::random_device (getrandom(2) on Linux).
+inline void random_bytes(std::span<std::uint8_t> out) {
+#if RCQ_WITH_SODIUM
+    if (::sodium_init() < 0) throw_invalid("libsodium failed to initialise", {}, EIO);
+    ::randombytes_buf(out.data(), out.size());
+#else
+    std::random_device rd;
+    for (auto& b : out) b = static_cast<std::uint8_t>(rd());
+#endif
+}
+
+inline auth_nonce fresh_nonce() {
+    auth_nonce n{};
+    random_bytes(n);
+    return n;
+}
+
+/// Bytes as the string_view a tag's parts are given in.
+inline std::string_view as_text(std::span<const std::uint8_t> bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+inline std::string_view as_text(std::span<const std::byte> bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+/// A handshake's authentication settings; each transport holds one and
+/// forwards authenticate() and allow_memory_without_secret() to it.
+class handshake_auth {
+public:
+    void set_secret(shared_secret secret) { secret_.emplace(std::move(secret)); }
+    void allow_memory_without_secret() noexcept { memory_without_secret_ = true; }
+
+    /// The secret, or nullptr when the handshake is not authenticated.
+    const shared_secret* secret() const noexcept { return secret_ ? &*secret_ : nullptr; }
+
+    /// The rule for memory tokens: an endpoint that carries one (an rkey,
+    /// remote access to our memory) is sent only over an authenticated
+    /// handshake, unless the user said otherwise. Checked before anything
+    /// is sent; `who` starts the message ("tcp client").
+    void check_offer(const endpoint& local, const std::string& who) const {
+        if (local.has_memory() && !secret_ && !memory_without_secret_)
+            throw_invalid(who + ": refusing to send an endpoint that carries a memory token (rkey " +
+                              std::to_string(local.rkey) + ") over an unauthenticated handshake",
+                          "an rkey lets whoever receives it read or write that memory: give both sides "
+                          "the same rcq::shared_secret with authenticate(), or, on a network only "
+                          "trusted hosts can reach, call allow_memory_without_secret()",
+                          EACCES);
+    }
+
+private:
+    std::optional<shared_secret> secret_;
+    bool memory_without_secret_ = false;
+};
+
+} // namespace rcq::detail
