@@ -36,9 +36,9 @@ inline std::optional<ibv_mtu> mtu_from_bytes(unsigned bytes) noexcept {
 /// or atomics outstanding than the other side accepts (as the RDMA CM pairs
 /// initiator depth with responder resources).
 struct agreed_settings {
-    ibv_mtu path_mtu = IBV_MTU_1024;     // the smaller of the two MTUs
-    std::uint8_t max_rd_atomic = 0;      // min(our initiator depth, the peer's responder resources)
-    std::uint8_t max_dest_rd_atomic = 0; // min(our responder resources, the peer's initiator depth)
+    ibv_mtu path_mtu = IBV_MTU_1024;     ///< The smaller of the two MTUs.
+    std::uint8_t max_rd_atomic = 0;      ///< min(our initiator depth, the peer's responder resources)
+    std::uint8_t max_dest_rd_atomic = 0; ///< min(our responder resources, the peer's initiator depth)
 };
 
 /// Agrees the settings of `local` with `remote`. Throws rcq::error when the

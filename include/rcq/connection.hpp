@@ -58,17 +58,17 @@ struct connection_options {
     /// endpoint, and each side's initiator depth is cut to the other's
     /// responder resources, as the RDMA CM does.
     std::optional<int> initiator_depth;
-    std::optional<int> responder_resources;
+    std::optional<int> responder_resources; ///< See initiator_depth.
     /// The GRH traffic class of every packet (DSCP << 2 | ECN; e.g. DSCP 26
     /// is 104) and the service level (0-15, the VLAN priority on RoCE), for
     /// networks that give RoCE a lossless (PFC) class.
     std::uint8_t traffic_class = 0;
-    std::uint8_t service_level = 0;
+    std::uint8_t service_level = 0; ///< See traffic_class.
     /// Transport retries and receiver-not-ready retries (rcq::rts_attrs
     /// says why 6 and 6); 7 means "for ever" (on rxe also for retry_cnt),
     /// which never reports a dead peer or a missing receive.
     std::uint8_t retry_cnt = rts_attrs{}.retry_cnt;
-    std::uint8_t rnr_retry = rts_attrs{}.rnr_retry;
+    std::uint8_t rnr_retry = rts_attrs{}.rnr_retry; ///< See retry_cnt.
     /// How long wait() waits for one completion (the teaching program's 5 s).
     std::chrono::milliseconds completion_timeout = std::chrono::seconds(5);
     /// Where to narrate each step (e.g. &std::cout), or nullptr for silence.

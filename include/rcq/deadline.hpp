@@ -21,7 +21,7 @@ public:
     /// A deadline `d` from now. Saturates: a `d` too long for the clock
     /// (`std::chrono::milliseconds::max()`, say, for "no time limit") gives
     /// the latest time the clock can hold, and a zero or negative `d` (down
-    /// to `::min()`) a deadline that has already passed. Never overflows.
+    /// to `milliseconds::min()`) a deadline that has already passed. Never overflows.
     template <class Rep, class Period>
     static deadline after(std::chrono::duration<Rep, Period> d) noexcept {
         const auto now = clock::now();

@@ -100,12 +100,15 @@ public:
         return shared_secret(bytes, "shared secret");
     }
 
+    /// Copies the derived key (the copy is wiped on destruction too).
     shared_secret(const shared_secret&) = default;
+    /// Copies the derived key.
     shared_secret& operator=(const shared_secret&) = default;
     ~shared_secret() { wipe(); }
 
     /// Size of a tag and of the nonces the handshakes draw.
     static constexpr std::size_t tag_size = 32;
+    /// A tag or a nonce.
     using tag_type = std::array<std::uint8_t, tag_size>;
 
     /// The tag over `parts`, each prefixed with its length, so that no two

@@ -184,6 +184,7 @@ inline std::string cm_reject_reason(int status) {
 /// bounded by the deadline: give IP addresses.
 class rdma_cm {
 public:
+    /// Marks this type as a handshake policy.
     using rcq_category = category::handshake;
 
     /// What the connect request and its reply carry beyond the CM's own fields.
@@ -199,6 +200,8 @@ public:
         return h;
     }
 
+    /// Will resolve `host` (an IP address is best: name resolution is not
+    /// bounded by the deadline) and connect to its RDMA CM `port`.
     static rdma_cm client(std::string host, std::uint16_t port,
                           std::chrono::milliseconds timeout = std::chrono::seconds{30},
                           private_data data = private_data::rcq_endpoint) {
@@ -207,7 +210,9 @@ public:
         return h;
     }
 
+    /// Takes over; `other` is left empty.
     rdma_cm(rdma_cm&&) noexcept = default;
+    /// Takes over; `other` is left empty.
     rdma_cm& operator=(rdma_cm&&) noexcept = default;
     rdma_cm(const rdma_cm&) = delete;
     rdma_cm& operator=(const rdma_cm&) = delete;
@@ -360,12 +365,15 @@ public:
 
     /// READs the peer may have outstanding on us, and we on the peer, as agreed.
     std::uint8_t responder_resources() const noexcept { return responder_resources_; }
+    /// READs we may have outstanding on the peer, as agreed.
     std::uint8_t initiator_depth() const noexcept { return initiator_depth_; }
 
     /// Server: the port it listens on (the kernel's choice when 0 was asked).
     std::uint16_t port() const noexcept { return port_; }
+    /// Whether this is the passive (listening) side.
     bool is_server() const noexcept { return server_; }
 
+    /// One line for the connection's narration.
     std::string describe() const {
         return server_ ? "rdma_cm server on " + host_ + " port " + std::to_string(port_)
                        : "rdma_cm client to " + host_port() ;
