@@ -85,6 +85,11 @@ public:
         e.qpn = hex(5, 6);
         e.psn = hex(12, 6);
         for (std::size_t i = 0; i < 16; ++i) e.gid[i] = static_cast<std::uint8_t>(hex(19 + 2 * i, 2));
+        // Not in its message, but fixed by its defaults: path MTU 1024 (-m),
+        // and one READ or atomic outstanding each way.
+        e.mtu = 1024;
+        e.initiator_depth = 1;
+        e.responder_resources = 1;
         return e;
     }
 

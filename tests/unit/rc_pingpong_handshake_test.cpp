@@ -24,6 +24,9 @@ rcq::endpoint sample() {
     e.qpn = 0x11;
     e.psn = 0xabcdef;
     e.gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 2, 15};
+    e.mtu = 1024; // what parse() fills in: ibv_rc_pingpong's defaults
+    e.initiator_depth = 1;
+    e.responder_resources = 1;
     return e;
 }
 
