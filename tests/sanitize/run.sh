@@ -20,6 +20,7 @@ built=$SECONDS
 # halt_on_error: the first report ends the program with a failure. These
 # variables reach the VM too (tests/softroce/run passes *SAN_OPTIONS).
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1
+export LSAN_OPTIONS=suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 status=0
 (cd "$asan" && ctest -L unit -E '^(consumer|headers_compile_alone)$' -j "$(nproc)" \
