@@ -26,7 +26,9 @@
 #include <rcq/poll/blocking.hpp>
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
+#include <rcq/peer.hpp>
 #include <rcq/remote.hpp>
+#include <rcq/resources.hpp>
 #include <rcq/secret.hpp>
 #include <rcq/send_queue.hpp>
 #include <rcq/srq.hpp>
