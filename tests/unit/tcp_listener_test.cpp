@@ -65,6 +65,7 @@ TEST(TcpListener, ServesManyClientsAtOnceEachWithItsOwnAnswer) {
     std::set<std::uint32_t> seen;
     for (std::uint32_t i = 0; i < clients; ++i) {
         auto got = listener.accept(prepare_echo, 20s);
+        got.link.barrier(); // our go-ahead, which the client waits for
         EXPECT_EQ(got.attached, got.link.remote().qpn);
         EXPECT_EQ(got.link.remote(), endpoint_with(got.attached));
         EXPECT_EQ(got.local, answer_to(got.link.remote()));
@@ -76,6 +77,19 @@ TEST(TcpListener, ServesManyClientsAtOnceEachWithItsOwnAnswer) {
     EXPECT_EQ(listener.pending(), 0u);
     EXPECT_EQ(listener.refused(), 0u);
     EXPECT_TRUE(listener.is_open()); // still listening after all of them
+}
+
+// accept() returns once the client's go-ahead is in; the client waits in
+// its barrier() until the caller sends ours (link.barrier()), so the caller
+// can route the QP before the client may send.
+TEST(TcpListener, TheClientWaitsForOurGoAheadUntilTheCallerSendsIt) {
+    tcp_listener<std::uint32_t> listener(0);
+    auto side = std::async(std::launch::async, run_client, listener.port(), 3u, 20s);
+    auto got = listener.accept(prepare_echo, 20s);
+    EXPECT_EQ(side.wait_for(300ms), std::future_status::timeout) << "the client's barrier() returned early";
+    got.link.barrier();
+    EXPECT_EQ(side.wait_for(5s), std::future_status::ready);
+    EXPECT_EQ(side.get(), answer_to(endpoint_with(3)));
 }
 
 TEST(TcpListener, ASilentConnectionAndAScannerFirstHoldUpNobody) {
@@ -90,7 +104,7 @@ TEST(TcpListener, ASilentConnectionAndAScannerFirstHoldUpNobody) {
     std::vector<std::future<rcq::endpoint>> sides;
     for (std::uint32_t i = 1; i <= 4; ++i)
         sides.push_back(std::async(std::launch::async, run_client, listener.port(), i, 20s));
-    for (int i = 0; i < 4; ++i) listener.accept(prepare_echo, 20s);
+    for (int i = 0; i < 4; ++i) listener.accept(prepare_echo, 20s).link.barrier();
     EXPECT_LT(clock_type::now() - start, 3s) << "served only after the silent one's cut-off";
     for (auto& s : sides) s.get();
     EXPECT_EQ(scanner_got.get(), 0u);
@@ -113,7 +127,7 @@ TEST(TcpListener, AClientThatNeverSendsItsGoAheadHoldsUpNobody) {
     tcp_listener<std::uint32_t> listener(0, {.talk_timeout = 2s});
     auto stalled = raw_connect(listener.port());
     raw_send(stalled, wire_of(endpoint_with(77)));
-    // Its answer: our endpoint, then our go-ahead, and nothing asked of it yet.
+    // Its answer: our endpoint; our go-ahead comes only after its own.
     std::vector<std::byte> answer;
     auto reader = std::async(std::launch::async, [&] {
         std::byte b[256];
@@ -129,7 +143,11 @@ TEST(TcpListener, AClientThatNeverSendsItsGoAheadHoldsUpNobody) {
     for (std::uint32_t i = 1; i <= 3; ++i)
         sides.push_back(std::async(std::launch::async, run_client, listener.port(), i, 20s));
     std::set<std::uint32_t> served;
-    for (int i = 0; i < 3; ++i) served.insert(listener.accept(prepare_echo, 20s).attached);
+    for (int i = 0; i < 3; ++i) {
+        auto got = listener.accept(prepare_echo, 20s);
+        got.link.barrier();
+        served.insert(got.attached);
+    }
     EXPECT_EQ(served, (std::set<std::uint32_t>{1, 2, 3}));
     EXPECT_LT(clock_type::now() - start, 2s);
     EXPECT_EQ(listener.pending(), 1u); // the stalled one, waiting for its go-ahead
@@ -139,13 +157,14 @@ TEST(TcpListener, AClientThatNeverSendsItsGoAheadHoldsUpNobody) {
     EXPECT_THAT(msg, HasSubstr("no go-ahead within 2 s of its endpoint (0 of 8 bytes of it came)"));
     EXPECT_EQ(listener.pending(), 0u);
     reader.get(); // the listener closed it
-    ASSERT_EQ(answer.size(), rcq::endpoint_wire_size + 8);
-    EXPECT_EQ(rcq::decode(std::span(answer).first(rcq::endpoint_wire_size)), answer_to(endpoint_with(77)));
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(answer.data()) + rcq::endpoint_wire_size, 4), "RCQG");
+    ASSERT_EQ(answer.size(), rcq::endpoint_wire_size);
+    EXPECT_EQ(rcq::decode(std::span(answer)), answer_to(endpoint_with(77)));
 
     // And it goes on.
     auto later = std::async(std::launch::async, run_client, listener.port(), 5u, 20s);
-    EXPECT_EQ(listener.accept(prepare_echo, 20s).attached, 5u);
+    auto got = listener.accept(prepare_echo, 20s);
+    got.link.barrier();
+    EXPECT_EQ(got.attached, 5u);
     EXPECT_EQ(later.get(), answer_to(endpoint_with(5)));
 }
 
@@ -180,7 +199,9 @@ TEST(TcpListener, OneClientsFailureEndsOnlyItsOwnHandshake) {
     }
 
     auto fine = std::async(std::launch::async, run_client, listener.port(), 16u, 20s);
-    EXPECT_EQ(listener.accept(refuse_13, 20s).attached, 16u);
+    auto got = listener.accept(refuse_13, 20s);
+    got.link.barrier();
+    EXPECT_EQ(got.attached, 16u);
     EXPECT_EQ(fine.get(), answer_to(endpoint_with(16)));
     EXPECT_EQ(listener.pending(), 0u);
 }
@@ -210,6 +231,7 @@ TEST(TcpListener, AuthenticatedClientsAreServedAndAWrongSecretLearnsNothing) {
         }));
     for (int i = 0; i < 4; ++i) {
         auto got = listener.accept(with_memory, 20s);
+        got.link.barrier();
         EXPECT_EQ(got.link.remote(), endpoint_with_memory(got.attached));
     }
     for (std::uint32_t i = 1; i <= 4; ++i) EXPECT_EQ(sides[i - 1].get(), endpoint_with_memory(i + 1000));
@@ -234,7 +256,9 @@ TEST(TcpListener, AMemoryTokenWithoutASecretIsRefusedForThatClient) {
     side.get(); // and nothing of ours reached it
     listener.allow_memory_without_secret();
     auto ok = std::async(std::launch::async, run_client, listener.port(), 4u, 20s);
-    EXPECT_EQ(listener.accept(with_memory, 20s).attached, 4u);
+    auto got = listener.accept(with_memory, 20s);
+    got.link.barrier();
+    EXPECT_EQ(got.attached, 4u);
     EXPECT_EQ(ok.get(), endpoint_with_memory(1004));
 }
 
@@ -284,7 +308,9 @@ TEST(TcpListener, SilentConnectionsBeyondMaxPendingGiveWayToClients) {
     std::vector<unique_fd> silent;
     for (int i = 0; i < 8; ++i) silent.push_back(raw_connect(listener.port()));
     auto side = std::async(std::launch::async, run_client, listener.port(), 9u, 20s);
-    EXPECT_EQ(listener.accept(prepare_echo, 5s).attached, 9u);
+    auto got = listener.accept(prepare_echo, 5s);
+    got.link.barrier();
+    EXPECT_EQ(got.attached, 9u);
     side.get();
     EXPECT_GE(listener.refused(), 4u);
     EXPECT_LE(listener.pending(), 4u);
@@ -301,7 +327,8 @@ TEST(TcpListener, TheAcceptedLinkIsTheLivenessSignal) {
     });
     auto got = listener.accept(prepare_echo, 20s);
     EXPECT_FALSE(got.link.peer_closed());
-    got.link.barrier(); // returns at once: both go-aheads were seen
+    got.link.barrier(); // our go-ahead: the client's barrier() returns
+    got.link.barrier(); // once only: a second call returns at once
     EXPECT_THAT(error_of([&] { got.link.exchange(got.local); }, EINVAL), HasSubstr("remote()"));
     done.set_value();
     side.get(); // the client's tcp object is gone: its socket closed
@@ -313,6 +340,8 @@ TEST(TcpListener, TheAcceptedLinkIsTheLivenessSignal) {
     EXPECT_EQ(got.link.fd(), -1);          // NOLINT(bugprone-use-after-move)
     moved.close();
     EXPECT_FALSE(moved.peer_closed());
+    rcq::handshake::tcp_link unsent(unique_fd{}, "nowhere", endpoint_with(1), 1s);
+    EXPECT_THAT(error_of([&] { unsent.barrier(); }, EINVAL), HasSubstr("without a connection"));
 }
 
 } // namespace

@@ -3,22 +3,26 @@
 #pragma once
 
 #include <rcq/category.hpp>
+#include <rcq/deadline.hpp>
 #include <rcq/detail/socket.hpp>
+#include <rcq/detail/tcp_arrival.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 
+#include <chrono>
 #include <string>
 #include <utility>
 
 namespace rcq::handshake {
 
 /// The connection to one client after rcq::handshake::tcp_listener has
-/// swapped endpoints and go-aheads with it: the client's address and
+/// swapped endpoints with it and read its go-ahead: the client's address and
 /// endpoint, and the open socket, whose closing by the client is the
 /// liveness signal (peer_closed(), as handshake::tcp's). It is a handshake
-/// policy whose work is done: exchange() refuses (the endpoints were swapped
-/// already) and barrier() returns at once (both go-aheads have been seen), so
-/// an rcq::peer can hold it and peer.ready() costs nothing.
+/// policy whose work is nearly done: exchange() refuses (the endpoints were
+/// swapped already) and barrier() sends our go-ahead, which the client is
+/// waiting for, so an rcq::peer can hold it and peer.ready() lets the client
+/// start.
 ///
 /// Move-only; a moved-from or closed link has no connection (peer_closed()
 /// is then false). Not thread-safe.
@@ -28,9 +32,11 @@ public:
     using rcq_category = category::handshake;
 
     /// A link over the connected socket `fd` to the client at `address`,
-    /// whose endpoint is `remote`.
-    tcp_link(detail::unique_fd fd, std::string address, const endpoint& remote)
-        : fd_(std::move(fd)), address_(std::move(address)), remote_(remote) {}
+    /// whose endpoint is `remote` and whose go-ahead has arrived; barrier()
+    /// sends ours within `budget`.
+    tcp_link(rcq::detail::unique_fd fd, std::string address, const endpoint& remote,
+             std::chrono::milliseconds budget)
+        : fd_(std::move(fd)), address_(std::move(address)), remote_(remote), budget_(budget) {}
 
     /// Takes over; `other` is left without a connection.
     tcp_link(tcp_link&&) noexcept = default;
@@ -47,16 +53,26 @@ public:
                       "the client's endpoint is remote(); the QP is in RTS already");
     }
 
-    /// Returns at once: the listener has sent our go-ahead and read the
-    /// client's, so the client's receives are posted.
-    void barrier() noexcept {}
+    /// Sends our go-ahead (8 bytes to a client waiting for them: the socket
+    /// takes them at once), once; later calls return at once. The client's
+    /// go-ahead has arrived already, so its receives are posted; once ours
+    /// is sent the client may SEND, so call this when this side is ready for
+    /// that (receives posted, completions routed). Throws rcq::error when the
+    /// client has gone, or past the budget.
+    void barrier() {
+        if (sent_go_ahead_) return;
+        if (!fd_) throw_invalid("tcp link: barrier() without a connection (moved from or closed)");
+        rcq::detail::write_all(fd_.get(), rcq::detail::tcp_go_ahead, deadline::after(budget_),
+                               "tcp link: sending our go-ahead to " + address_);
+        sent_go_ahead_ = true;
+    }
 
     /// A liveness signal, without blocking: whether the client has closed the
     /// connection (its process ended for any reason, kill -9 included: its
     /// kernel closes the socket). A client whose machine stopped sends
     /// nothing and is seen only by the RDMA transport's retry limit. False
     /// without a connection.
-    bool peer_closed() const noexcept { return fd_ && detail::peer_closed(fd_.get()); }
+    bool peer_closed() const noexcept { return fd_ && rcq::detail::peer_closed(fd_.get()); }
 
     /// The client's endpoint.
     const endpoint& remote() const noexcept { return remote_; }
@@ -72,9 +88,11 @@ public:
     std::string describe() const { return "tcp link to " + address_; }
 
 private:
-    detail::unique_fd fd_;
+    rcq::detail::unique_fd fd_;
     std::string address_;
     endpoint remote_;
+    std::chrono::milliseconds budget_;
+    bool sent_go_ahead_ = false;
 };
 
 } // namespace rcq::handshake

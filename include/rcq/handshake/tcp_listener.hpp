@@ -43,7 +43,7 @@ struct tcp_listener_options {
     std::chrono::milliseconds hello_timeout = std::chrono::seconds{10};
     /// The longest a client may take, from its endpoint's arrival, to send
     /// its go-ahead (its QP to RTS, in its own time). Past it, accept() throws
-    /// that client's error.
+    /// that client's error. It bounds tcp_link::barrier() too.
     std::chrono::milliseconds talk_timeout = std::chrono::seconds{30};
     /// How many handshakes may be in progress at once. A connection arriving
     /// beyond it takes the place of the oldest one that has not yet delivered
@@ -85,15 +85,21 @@ struct tcp_accepted {
 ///     brings it to RTS against `remote` with its receives posted (or on an
 ///     SRQ), and returns a tcp_reply: our endpoint and the QP (or whatever
 ///     the caller keeps per client);
-///  3. our endpoint (with a secret: and its tag) and our go-ahead are sent;
+///  3. our endpoint (with a secret: and its tag) is sent;
 ///  4. the client's go-ahead arrives, within talk_timeout of stage 1's end.
 /// accept() runs all of them until one client has passed stage 4, and
 /// returns it. A client that fails after stage 1 (prepare throws, it closes,
 /// it is too slow, it sends something other than the go-ahead) ends its own
 /// handshake only: accept() throws rcq::error naming it, and the next call
-/// goes on with the others. Sending our endpoint and go-ahead right after
-/// prepare() is what handshake::tcp's server does too: the client cannot
-/// tell the difference, and its go-ahead still means its receives are posted.
+/// goes on with the others.
+///
+/// Our go-ahead is left to the caller: the returned link's barrier() sends
+/// it (rcq::peer::ready() calls it). Until then the client waits in its own
+/// barrier() and sends nothing over RDMA, so the caller can first make ready
+/// what the client's first messages need (route the QP's completions, say).
+/// Reading the client's go-ahead before sending ours is a different order
+/// from handshake::tcp's server, which the client cannot tell: both sides
+/// write their go-ahead before they read the other's.
 ///
 /// Handshakes move on only while accept() runs: a server calls it in a loop
 /// (or between its other work, with a short timeout).
@@ -115,7 +121,7 @@ public:
             throw_invalid("tcp listener: max_pending is 0", "allow at least one handshake at a time");
         // The largest backlog (the kernel caps it at net.core.somaxconn):
         // clients that connect at once wait there, not in SYN retries.
-        auto bound = detail::tcp_listen(options_.bind_address, port, SOMAXCONN, "tcp listener");
+        auto bound = rcq::detail::tcp_listen(options_.bind_address, port, SOMAXCONN, "tcp listener");
         listening_ = std::move(bound.fd);
         port_ = bound.port;
     }
@@ -150,6 +156,20 @@ public:
     /// progress are kept, each under its own deadline.
     template <class Prepare>
     tcp_accepted<Attached> accept(Prepare&& prepare, std::chrono::milliseconds timeout) {
+        if (auto done = try_accept(prepare, timeout)) return std::move(*done);
+        throw_error(role() + ": no client completed its handshake within " + rcq::detail::budget_text(timeout) +
+                        " (" + std::to_string(pending_.size()) + " in progress, " +
+                        std::to_string(refused_) + " refused so far)",
+                    "call accept() again to go on waiting; the handshakes in progress are kept",
+                    ETIMEDOUT);
+    }
+
+    /// As accept(), but returns nothing when no client completed within
+    /// `timeout`: for a server loop that does other work in between (a
+    /// timeout of zero looks once at every socket without waiting). Throws
+    /// rcq::error for one client's failure, as accept().
+    template <class Prepare>
+    std::optional<tcp_accepted<Attached>> try_accept(Prepare&& prepare, std::chrono::milliseconds timeout) {
         static_assert(std::is_same_v<std::invoke_result_t<Prepare&, const endpoint&>, tcp_reply<Attached>>,
                       "tcp_listener<A>::accept(prepare, timeout): prepare(const rcq::endpoint&) must "
                       "return rcq::handshake::tcp_reply<A>{our endpoint, the client's object}");
@@ -159,13 +179,6 @@ public:
         std::vector<pollfd> fds;
         for (;;) {
             expire();
-            if (dl.expired())
-                throw_error(role() + ": no client completed its handshake within " +
-                                detail::budget_text(timeout) + " (" + std::to_string(pending_.size()) +
-                                " in progress, " + std::to_string(refused_) + " refused so far)",
-                            "call accept() again to go on waiting; the handshakes in progress are kept",
-                            ETIMEDOUT);
-
             fds.assign(1, pollfd{listening_.get(), POLLIN, 0});
             int wait_ms = dl.remaining_ms();
             for (const auto& p : pending_) {
@@ -181,13 +194,17 @@ public:
             // back, so that dropping one keeps the others' indices.
             for (std::size_t i = fds.size() - 1; i-- > 0;) {
                 if (fds[i + 1].revents == 0) continue;
-                if (auto done = step(i, prepare)) return std::move(*done);
+                if (auto done = step(i, prepare)) return done;
             }
 
             if (fds[0].revents != 0)
-                detail::accept_all(listening_.get(), what, [&](detail::unique_fd fd, std::string address) {
+                rcq::detail::accept_all(listening_.get(), what, [&](rcq::detail::unique_fd fd, std::string address) {
                     admit(std::move(fd), std::move(address));
                 });
+            if (dl.expired()) {
+                expire();
+                return std::nullopt;
+            }
         }
     }
 
@@ -218,7 +235,7 @@ private:
     // One handshake in progress.
     class client {
     public:
-        client(detail::unique_fd fd, std::string address, deadline until)
+        client(rcq::detail::unique_fd fd, std::string address, deadline until)
             : in_(std::move(fd), std::move(address), until) {}
 
         int fd() const noexcept { return link_ ? link_->fd() : in_.fd(); }
@@ -227,16 +244,16 @@ private:
         bool sending() const noexcept { return link_ && sent_ < out_size_; }
         const deadline& until() const noexcept { return talk_ ? *talk_ : in_.until(); }
 
-        detail::arriving_client in_;            // stage 1
+        rcq::detail::arriving_client in_;            // stage 1
         std::optional<deadline> talk_;          // from the endpoint's arrival
         std::optional<tcp_link> link_;          // stage 2 on: the connection and the client's endpoint
         endpoint local_{};
         std::optional<Attached> attached_;
-        // Our endpoint, its tag, our go-ahead.
-        std::array<std::byte, endpoint_wire_size + shared_secret::tag_size + detail::tcp_go_ahead.size()> out_{};
+        // Our endpoint and its tag.
+        std::array<std::byte, endpoint_wire_size + shared_secret::tag_size> out_{};
         std::size_t out_size_ = 0;
         std::size_t sent_ = 0;
-        std::array<std::byte, detail::tcp_go_ahead.size()> go_{}; // the client's go-ahead
+        std::array<std::byte, rcq::detail::tcp_go_ahead.size()> go_{}; // the client's go-ahead
         std::size_t go_got_ = 0;
     };
 
@@ -256,7 +273,7 @@ private:
         throw error(e.code(), who + e.step(), e.hint());
     }
 
-    void admit(detail::unique_fd fd, std::string address) {
+    void admit(rcq::detail::unique_fd fd, std::string address) {
         if (pending_.size() >= options_.max_pending) {
             auto oldest = std::find_if(pending_.begin(), pending_.end(),
                                        [](const auto& p) { return !p->answered(); });
@@ -286,10 +303,10 @@ private:
                 continue;
             }
             const std::string step =
-                p.sending() ? "timed out sending our endpoint and go-ahead (" +
-                                  detail::byte_progress(p.sent_, p.out_size_) + " sent)"
-                            : "no go-ahead within " + detail::budget_text(options_.talk_timeout) +
-                                  " of its endpoint (" + detail::byte_progress(p.go_got_, p.go_.size()) +
+                p.sending() ? "timed out sending our endpoint (" +
+                                  rcq::detail::byte_progress(p.sent_, p.out_size_) + " sent)"
+                            : "no go-ahead within " + rcq::detail::budget_text(options_.talk_timeout) +
+                                  " of its endpoint (" + rcq::detail::byte_progress(p.go_got_, p.go_.size()) +
                                   " of it came)";
             fail(i, error(std::make_error_code(std::errc::timed_out), step,
                           "the client's QP did not reach RTS in time, or it stopped before its "
@@ -326,16 +343,16 @@ private:
         return done;
     }
 
-    // Stage 2 and 3: the caller's QP and endpoint, then ours and the go-ahead out.
+    // Stage 2 and 3: the caller's QP and endpoint, then ours out.
     template <class Prepare>
     void answer(std::size_t i, Prepare& prepare) {
         auto& p = *pending_[i];
         const endpoint remote = p.in_.peer();
         p.talk_ = deadline::after(options_.talk_timeout);
-        detail::send_at_once(p.in_.fd());
+        rcq::detail::send_at_once(p.in_.fd());
         const auto client_nonce = p.in_.client_nonce();
         const auto server_nonce = p.in_.server_nonce();
-        p.link_.emplace(p.in_.take_fd(), p.in_.address(), remote);
+        p.link_.emplace(p.in_.take_fd(), p.in_.address(), remote, options_.talk_timeout);
         try {
             tcp_reply<Attached> reply = prepare(remote);
             auth_.check_offer(reply.local, role());
@@ -344,11 +361,10 @@ private:
             const auto ep = encode(reply.local);
             auto at = std::copy(ep.begin(), ep.end(), p.out_.begin());
             if (const auto* secret = auth_.secret()) {
-                const auto tag = detail::tcp_server_endpoint_tag(*secret, client_nonce, server_nonce, ep);
+                const auto tag = rcq::detail::tcp_server_endpoint_tag(*secret, client_nonce, server_nonce, ep);
                 at = std::copy(std::as_bytes(std::span(tag)).begin(), std::as_bytes(std::span(tag)).end(), at);
             }
             p.out_size_ = static_cast<std::size_t>(at - p.out_.begin());
-            append_go_ahead(p);
             flush(p);
         } catch (const error& e) {
             fail(i, e);
@@ -358,7 +374,7 @@ private:
         }
     }
 
-    // Sends what the socket takes of our endpoint and go-ahead, without blocking.
+    // Sends what the socket takes of our endpoint, without blocking.
     void flush(client& p) {
         while (p.sent_ < p.out_size_) {
             ssize_t n = ::send(p.fd(), p.out_.data() + p.sent_, p.out_size_ - p.sent_,
@@ -370,46 +386,39 @@ private:
             const int err = errno;
             if (err == EINTR) continue;
             if (err == EAGAIN || err == EWOULDBLOCK) return; // poll says when there is room
-            throw_error("sending our endpoint and go-ahead failed after " +
-                            detail::byte_progress(p.sent_, p.out_size_),
+            throw_error("sending our endpoint failed after " +
+                            rcq::detail::byte_progress(p.sent_, p.out_size_),
                         "the client closed the connection before reading our endpoint", err);
         }
     }
 
-    // The go-ahead, both ways, in one place: ours follows our endpoint...
-    static void append_go_ahead(client& p) {
-        std::copy(detail::tcp_go_ahead.begin(), detail::tcp_go_ahead.end(),
-                  p.out_.begin() + static_cast<std::ptrdiff_t>(p.out_size_));
-        p.out_size_ += detail::tcp_go_ahead.size();
-    }
-
-    // ... and the client's is read as it arrives, without blocking; true once
-    // it is all there and right.
+    // The client's go-ahead, read as it arrives, without blocking; true once
+    // it is all there and right. (Ours is sent by tcp_link::barrier().)
     static bool read_go_ahead(client& p) {
         ssize_t n = ::recv(p.fd(), p.go_.data() + p.go_got_, p.go_.size() - p.go_got_, MSG_DONTWAIT);
         if (n == 0)
-            throw_error("closed the connection after " + detail::byte_progress(p.go_got_, p.go_.size()) +
+            throw_error("closed the connection after " + rcq::detail::byte_progress(p.go_got_, p.go_.size()) +
                             " of its go-ahead",
                         "the client exited or gave up before its barrier(); its own output says why",
                         ECONNRESET);
         if (n < 0) {
             const int err = errno;
             if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) return false;
-            throw_error("reading its go-ahead failed after " + detail::byte_progress(p.go_got_, p.go_.size()),
+            throw_error("reading its go-ahead failed after " + rcq::detail::byte_progress(p.go_got_, p.go_.size()),
                         "the client exited or gave up before its barrier()", err);
         }
         p.go_got_ += static_cast<std::size_t>(n);
         if (!std::equal(p.go_.begin(), p.go_.begin() + static_cast<std::ptrdiff_t>(p.go_got_),
-                        detail::tcp_go_ahead.begin()))
+                        rcq::detail::tcp_go_ahead.begin()))
             throw_invalid("expected the go-ahead \"RCQG\" 00000000, got something else",
                           "the client must call exchange() and then barrier(), in that order", EPROTO);
         return p.go_got_ == p.go_.size();
     }
 
     tcp_listener_options options_;
-    detail::unique_fd listening_;
+    rcq::detail::unique_fd listening_;
     std::uint16_t port_ = 0;
-    detail::handshake_auth auth_;
+    rcq::detail::handshake_auth auth_;
     std::vector<std::unique_ptr<client>> pending_;
     std::size_t refused_ = 0;
     std::string last_refusal_;
