@@ -7,6 +7,8 @@
 //   -d DEV  device            -p PORT  TCP port (18515)
 //   -g IDX  GID index         -s SIZE  message size in bytes (4096)
 //   -t SEC  handshake timeout --quiet  no step-by-step narration
+//   -n N    messages (the echo examples)
+//   --clients=N   echo server: stop once N clients have finished
 //   --mtu=BYTES   largest path MTU (256..4096; the peer's may lower it)
 //   --tclass=N    traffic class of every packet (DSCP << 2, e.g. 104 for DSCP 26)
 //   --sl=N        service level 0-15 (the VLAN priority on RoCE)
@@ -63,6 +65,8 @@ struct options {
     std::optional<int> gid_index;
     std::size_t size = 4096;
     std::chrono::seconds timeout{60};
+    std::size_t iterations = 0; // -n; 0: the example's own default
+    std::size_t clients = 0;    // --clients; 0: until stopped
     bool quiet = false;
     std::optional<int> mtu;
     std::uint8_t traffic_class = 0;
@@ -133,6 +137,10 @@ inline options parse(int argc, char** argv, bool is_client) {
         else if (arg == "-g" || arg == "-x") o.gid_index = parse_number<int>(value(), 0, 65535, "GID index");
         else if (arg == "-s")
             o.size = parse_number<std::size_t>(value(), 1, max_message, "message size");
+        else if (arg == "-n")
+            o.iterations = parse_number<std::size_t>(value(), 1, 100'000'000, "message count");
+        else if (arg.starts_with("--clients="))
+            o.clients = parse_number<std::size_t>(arg.substr(10), 1, 1'000'000, "client count");
         else if (arg == "-t")
             o.timeout = std::chrono::seconds(parse_number<int>(value(), 1, 3600, "timeout"));
         else if (arg.starts_with("--mtu=")) {
@@ -167,7 +175,7 @@ inline options parse(int argc, char** argv, bool is_client) {
 inline void print_usage(const char* program, bool is_client) {
     std::cerr << "usage: " << program << (is_client ? " <server_ip>" : "")
               << " [device] [port] [gid_index] [-d dev] [-p port] [-g gid_index]"
-                 " [-s size] [-t timeout_s] [--quiet]\n"
+                 " [-s size] [-n messages] [-t timeout_s] [--quiet]\n"
                  "    [--mtu=256..4096] [--tclass=0..255] [--sl=0..15]\n"
                  "    [--poll=busy|blocking|adaptive] [--buffer=owned|huge|borrowed|external]\n"
                  "    [--handshake=tcp|file:DIR|env|rdma_cm]   (file: and env: no server address)\n"

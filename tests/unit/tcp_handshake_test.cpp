@@ -1,6 +1,7 @@
 // rcq::handshake::tcp over loopback: both roles, and every way a peer can
 // misbehave (absent, silent, closing early, speaking another protocol) ending
 // in a clear rcq::error within the time budget rather than a hang.
+#include "raw_peer.hpp"
 #include "support.hpp"
 
 #include <rcq/handshake/tcp.hpp>
@@ -30,6 +31,14 @@ namespace {
 
 using unit_test::endpoint_with;
 using unit_test::error_of;
+using unit_test::bytes_of;
+using unit_test::bytes_until_close;
+using unit_test::loopback;
+using unit_test::raw_connect;
+using unit_test::raw_send;
+using unit_test::raw_socket;
+using unit_test::send_slowly;
+using unit_test::wire_of;
 
 using namespace std::chrono_literals;
 using ::testing::AnyOf;
@@ -40,28 +49,8 @@ using clock_type = std::chrono::steady_clock;
 
 // ---- a raw peer that does exactly what a test tells it -----------------------
 
-unique_fd raw_socket() {
-    unique_fd fd(::socket(AF_INET, SOCK_STREAM, 0));
-    timeval tv{10, 0}; // a broken test must not hang the suite
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
 
-sockaddr_in loopback(std::uint16_t port) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return addr;
-}
 
-unique_fd raw_connect(std::uint16_t port) {
-    auto fd = raw_socket();
-    auto addr = loopback(port);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        throw std::runtime_error("raw_connect failed");
-    return fd;
-}
 
 // A socket bound to a free loopback port but not listening: connecting to it
 // is refused, and no other test can take the port while it is held.
@@ -87,9 +76,6 @@ unique_fd raw_accept(const unique_fd& listener) {
     return unique_fd(::accept(listener.get(), nullptr, nullptr));
 }
 
-void raw_send(const unique_fd& fd, const std::vector<std::byte>& data) {
-    ::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
-}
 
 std::vector<std::byte> raw_read(const unique_fd& fd, std::size_t n) {
     std::vector<std::byte> data(n);
@@ -109,10 +95,6 @@ void raw_wait_for_close(const unique_fd& fd) {
     }
 }
 
-std::vector<std::byte> wire_of(const rcq::endpoint& ep) {
-    auto w = rcq::encode(ep);
-    return {w.begin(), w.end()};
-}
 
 // ---- both roles ------------------------------------------------------------
 
@@ -238,11 +220,6 @@ TEST(TcpHandshake, UnresolvableHost) {
 
 // ---- a peer that misbehaves --------------------------------------------------------
 
-std::vector<std::byte> bytes_of(std::string_view text) {
-    std::vector<std::byte> bytes(text.size());
-    std::transform(text.begin(), text.end(), bytes.begin(), [](char c) { return std::byte(c); });
-    return bytes;
-}
 
 // An endpoint header with a valid magic and version but the largest length.
 std::vector<std::byte> oversized_header() {
@@ -252,24 +229,7 @@ std::vector<std::byte> oversized_header() {
     return wire;
 }
 
-// Reads until the other side closes; returns how many bytes came.
-std::size_t bytes_until_close(const unique_fd& fd) {
-    std::size_t total = 0;
-    std::byte sink[4096];
-    for (;;) {
-        auto n = ::recv(fd.get(), sink, sizeof sink, 0);
-        if (n <= 0) return total;
-        total += static_cast<std::size_t>(n);
-    }
-}
 
-// Sends `data` one byte every `gap` until it is all sent or the peer is gone.
-void send_slowly(const unique_fd& fd, const std::vector<std::byte>& data, std::chrono::milliseconds gap) {
-    for (auto b : data) {
-        if (::send(fd.get(), &b, 1, MSG_NOSIGNAL) != 1) return;
-        std::this_thread::sleep_for(gap);
-    }
-}
 
 void flood(const unique_fd& fd, std::size_t total) {
     timeval tv{10, 0};

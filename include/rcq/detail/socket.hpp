@@ -71,6 +71,18 @@ inline bool wait_for(int fd, short events, const deadline& dl, std::string_view 
     }
 }
 
+/// Whether the peer of the connected socket `fd` has closed it, without
+/// blocking: a hang-up or error, or end of stream waiting to be read. Data
+/// waiting to be read is left there.
+inline bool peer_closed(int fd) noexcept {
+    pollfd p{fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) return true;
+    std::byte b{};
+    const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 inline std::string byte_progress(std::size_t done, std::size_t total) {
     return std::to_string(done) + " of " + std::to_string(total) + " bytes";
 }

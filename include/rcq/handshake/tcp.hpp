@@ -6,6 +6,7 @@
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>
+#include <rcq/detail/tcp_arrival.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/secret.hpp>
@@ -31,67 +32,6 @@
 #include <sys/socket.h>
 
 namespace rcq::detail {
-
-/// Checks the first bytes of an endpoint message as they arrive, so that a
-/// foreign peer is refused at its first wrong field rather than after a full
-/// message: throws rcq::error (EPROTO) for a wrong magic once 4 bytes are
-/// there, a wrong version or length once 8 are. Returns true once all
-/// endpoint_wire_size bytes are there; `got` must not hold more.
-inline bool check_arriving_endpoint(std::span<const std::byte> got) {
-    if (got.size() >= endpoint_header_size)
-        check_endpoint_header(got.first(endpoint_header_size));
-    else if (got.size() >= endpoint_magic.size() &&
-             !std::equal(endpoint_magic.begin(), endpoint_magic.end(), got.begin()))
-        check_endpoint_header(got.first(endpoint_magic.size())); // throws "bad magic"
-    return got.size() == endpoint_wire_size;
-}
-
-// The authenticated TCP exchange's own messages: magic "RCQA", version (u16)
-// and payload length (u16), big-endian, then the payload.
-inline constexpr std::array<std::byte, 4> tcp_auth_magic{std::byte{'R'}, std::byte{'C'},
-                                                         std::byte{'Q'}, std::byte{'A'}};
-inline constexpr std::uint16_t tcp_auth_version = 1;
-// The client's hello: its nonce. The server's challenge: its nonce and a tag.
-inline constexpr std::size_t tcp_hello_size = 8 + shared_secret::tag_size;
-inline constexpr std::size_t tcp_challenge_size = 8 + 2 * shared_secret::tag_size;
-
-template <std::size_t N>
-std::array<std::byte, N> tcp_auth_message(std::span<const std::uint8_t> payload) {
-    std::array<std::byte, N> out{};
-    std::copy(tcp_auth_magic.begin(), tcp_auth_magic.end(), out.begin());
-    wire_field<std::uint16_t>::put(tcp_auth_version, out.data() + 4);
-    wire_field<std::uint16_t>::put(static_cast<std::uint16_t>(N - 8), out.data() + 6);
-    std::copy(payload.begin(), payload.end(), reinterpret_cast<std::uint8_t*>(out.data()) + 8);
-    return out;
-}
-
-/// Like check_arriving_endpoint, for an authenticated exchange's message of
-/// `size` bytes (a hello or a challenge): throws rcq::error (EPROTO) at the
-/// first wrong field, with a hint when the peer is an rcq program that does
-/// not authenticate; returns true once `size` bytes are there.
-inline bool check_arriving_auth_message(std::span<const std::byte> got, std::size_t size) {
-    auto fail = [](const std::string& what, const std::string& hint) {
-        throw_invalid("authenticated handshake: " + what, hint, EPROTO);
-    };
-    if (got.size() >= 4 && !std::equal(tcp_auth_magic.begin(), tcp_auth_magic.end(), got.begin())) {
-        if (std::equal(endpoint_magic.begin(), endpoint_magic.end(), got.begin()))
-            fail("the peer sent its endpoint without authenticating",
-                 "this side has a shared secret and the peer has none: give both sides the same secret");
-        check_endpoint_header(got.first(4)); // throws "bad magic", naming what came
-    }
-    if (got.size() >= 8) {
-        auto version = wire_field<std::uint16_t>::get(got.data() + 4);
-        auto length = wire_field<std::uint16_t>::get(got.data() + 6);
-        if (version != tcp_auth_version)
-            fail("version " + std::to_string(version) + " not supported (this build speaks version " +
-                     std::to_string(tcp_auth_version) + ")",
-                 "build both sides with the same rcq release");
-        if (length != size - 8)
-            fail("payload length " + std::to_string(length) + ", expected " + std::to_string(size - 8),
-                 "both sides must be the same rcq release");
-    }
-    return got.size() == size;
-}
 
 /// The deadline of one connect attempt when `left` addresses (this one
 /// included) remain to be tried by `dl`: an equal share of the time left, and
@@ -245,8 +185,7 @@ public:
             auto peer = wait_for_client();
             detail::write_all(conn_.get(), out, *talk_, doing("sending our endpoint to"));
             if (auto* secret = auth_.secret()) {
-                auto tag = secret->tag({"rcq tcp server endpoint", detail::as_text(client_nonce_),
-                                        detail::as_text(server_nonce_), detail::as_text(out)});
+                auto tag = detail::tcp_server_endpoint_tag(*secret, client_nonce_, server_nonce_, out);
                 detail::write_all(conn_.get(), std::as_bytes(std::span(tag)), *talk_,
                                   doing("sending our endpoint's tag to"));
             }
@@ -326,15 +265,7 @@ public:
     /// learns of it at once; a peer whose whole machine stopped sends nothing
     /// and is seen only by the RDMA transport's retry limit. False while not
     /// connected.
-    bool peer_closed() const noexcept {
-        if (!conn_) return false;
-        pollfd p{conn_.get(), POLLIN | POLLRDHUP, 0};
-        if (::poll(&p, 1, 0) <= 0) return false;
-        if (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) return true;
-        std::byte b{};
-        const ssize_t n = ::recv(conn_.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-    }
+    bool peer_closed() const noexcept { return conn_ && detail::peer_closed(conn_.get()); }
 
     /// The client's server address family when the host is a numeric
     /// address, which lets the GID choice match it; AF_UNSPEC otherwise.
@@ -358,14 +289,7 @@ public:
     std::uint16_t port() const noexcept { return port_; }
 
 private:
-    static constexpr std::array<std::byte, 8> go_ahead{std::byte{'R'}, std::byte{'C'}, std::byte{'Q'},
-                                                       std::byte{'G'}, std::byte{0},   std::byte{0},
-                                                       std::byte{0},   std::byte{0}};
-
-    struct addrinfo_deleter {
-        void operator()(addrinfo* list) const noexcept { ::freeaddrinfo(list); }
-    };
-    using addrinfo_list = std::unique_ptr<addrinfo, addrinfo_deleter>;
+    static constexpr auto go_ahead = detail::tcp_go_ahead;
 
     tcp(bool server, std::string host, std::uint16_t port, std::chrono::milliseconds timeout)
         : server_(server), host_(std::move(host)), port_(port), timeout_(timeout) {
@@ -388,8 +312,7 @@ private:
     std::string budget_text() const { return detail::budget_text(timeout_); }
 
     static std::string host_port(const std::string& host, std::uint16_t port) {
-        bool v6 = host.find(':') != std::string::npos;
-        return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+        return detail::host_port(host, port);
     }
 
     // The step description that socket errors start with.
@@ -406,71 +329,20 @@ private:
     // Called once the peer is there: the rest has a budget of its own.
     void connected() {
         talk_ = deadline::after(timeout_);
-        // Handshake messages are tiny and each one is waited for: send them now.
-        int one = 1;
-        ::setsockopt(conn_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        detail::send_at_once(conn_.get());
     }
 
-    addrinfo_list resolve(const char* host, int flags, int& gai_error) const {
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = flags | AI_NUMERICSERV;
-        addrinfo* list = nullptr;
-        auto service = std::to_string(port_);
-        gai_error = ::getaddrinfo(host, service.c_str(), &hints, &list);
-        return addrinfo_list(gai_error == 0 ? list : nullptr);
+    detail::addrinfo_list resolve(const char* host, int flags, int& gai_error) const {
+        return detail::resolve_tcp(host, port_, flags, gai_error);
     }
 
     void listen() {
-        int gai = 0;
-        auto list = resolve(host_.c_str(), AI_PASSIVE, gai);
-        if (!list)
-            throw_invalid(role() + ": cannot use bind address \"" + host_ + "\" (" + ::gai_strerror(gai) + ")",
-                          "give a local address: 0.0.0.0 (all IPv4), :: (IPv4 and IPv6) or the "
-                          "address of this host's RoCE interface");
-        const addrinfo* ai = list.get();
-        detail::unique_fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                                      ai->ai_protocol));
-        if (!fd) throw_error(role() + ": socket()");
-        // A server restarted right after a run must be able to bind again
-        // while the old connection lingers in TIME_WAIT.
-        int one = 1;
-        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
-            int err = errno;
-            auto where = host_port(host_, port_);
-            if (err == EADDRINUSE)
-                throw_error(role() + ": cannot listen on " + where,
-                            "port " + std::to_string(port_) +
-                                " is already in use (an earlier run still going?); pick another port "
-                                "with -p, on both sides",
-                            err);
-            throw_error(role() + ": cannot bind to " + where,
-                        err == EADDRNOTAVAIL ? "that address is not on this host" : "", err);
-        }
         // Room in the backlog for the connections read at once while waiting.
-        if (::listen(fd.get(), static_cast<int>(max_waiting)) != 0) throw_error(role() + ": listen on " + host_port(host_, port_));
-        sockaddr_storage bound{};
-        socklen_t len = sizeof bound;
-        if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0)
-            throw_error(role() + ": getsockname");
-        port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-        listener_ = std::move(fd);
+        auto bound = detail::tcp_listen(host_, port_, static_cast<int>(max_waiting), role());
+        port_ = bound.port;
+        listener_ = std::move(bound.fd);
     }
 
-    static std::string address_of(const sockaddr_storage& addr) {
-        char text[INET6_ADDRSTRLEN] = "?";
-        if (addr.ss_family == AF_INET6) {
-            auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
-            ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof text);
-            return host_port(text, ntohs(a.sin6_port));
-        }
-        auto& a = reinterpret_cast<const sockaddr_in&>(addr);
-        ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof text);
-        return host_port(text, ntohs(a.sin_port));
-    }
 
     // Client, authenticated: sends the hello, checks the server's challenge.
     void client_authenticate(const deadline& dl) {
@@ -496,107 +368,32 @@ private:
                           "it does not know our shared secret: give both sides the same one", EACCES);
     }
 
-    // A connection read while waiting for a valid client.
-    struct waiting_client {
-        detail::unique_fd fd;
-        std::string address;
-        deadline until;
-        // Big enough for each message a client sends: hello, endpoint + tag.
-        std::array<std::byte, std::max(detail::tcp_hello_size,
-                                       endpoint_wire_size + shared_secret::tag_size)> in{};
-        std::size_t got = 0;
-        bool challenged = false; // authenticated: hello read, challenge sent
-        detail::auth_nonce client_nonce{};
-        detail::auth_nonce server_nonce{};
-    };
-
-    // How many bytes the message `w` is sending has.
-    std::size_t message_size(const waiting_client& w) const {
-        if (!auth_.secret()) return endpoint_wire_size;
-        return w.challenged ? endpoint_wire_size + shared_secret::tag_size : detail::tcp_hello_size;
-    }
-
-    // Checks what `w` has sent so far; throws rcq::error to refuse it.
-    // Returns true once it has delivered a valid (and, with a secret,
-    // authenticated) endpoint.
-    bool check_waiting(waiting_client& w) {
-        auto got = std::span<const std::byte>(w.in).first(w.got);
-        const auto* secret = auth_.secret();
-        if (!secret) {
-            if (w.got >= 4 && std::equal(detail::tcp_auth_magic.begin(), detail::tcp_auth_magic.end(),
-                                         got.begin()))
-                throw_invalid("it asks for authentication and this server has no shared secret",
-                              "give both sides the same secret", EPROTO);
-            return detail::check_arriving_endpoint(got);
-        }
-        if (!w.challenged) {
-            if (!detail::check_arriving_auth_message(got, detail::tcp_hello_size)) return false;
-            std::copy_n(reinterpret_cast<const std::uint8_t*>(w.in.data()) + 8, w.client_nonce.size(),
-                        w.client_nonce.begin());
-            w.server_nonce = detail::fresh_nonce();
-            auto tag = secret->tag({"rcq tcp challenge", detail::as_text(w.client_nonce),
-                                    detail::as_text(w.server_nonce)});
-            std::array<std::uint8_t, 2 * shared_secret::tag_size> payload{};
-            std::copy(w.server_nonce.begin(), w.server_nonce.end(), payload.begin());
-            std::copy(tag.begin(), tag.end(), payload.begin() + shared_secret::tag_size);
-            auto challenge = detail::tcp_auth_message<detail::tcp_challenge_size>(payload);
-            // A few dozen bytes on a fresh connection: the socket buffer takes them at once.
-            if (::send(w.fd.get(), challenge.data(), challenge.size(), MSG_DONTWAIT | MSG_NOSIGNAL) !=
-                static_cast<ssize_t>(challenge.size()))
-                throw_invalid("could not be sent the challenge", {}, EPROTO);
-            w.challenged = true;
-            w.got = 0;
-            return false;
-        }
-        if (!detail::check_arriving_endpoint(got.first(std::min(w.got, endpoint_wire_size))) ||
-            w.got < message_size(w))
-            return false;
-        auto ep = got.first(endpoint_wire_size);
-        if (!secret->verify(std::span(reinterpret_cast<const std::uint8_t*>(got.data()) + endpoint_wire_size,
-                                      shared_secret::tag_size),
-                            {"rcq tcp client endpoint", detail::as_text(w.client_nonce),
-                             detail::as_text(w.server_nonce), detail::as_text(ep)}))
-            throw_invalid("failed to authenticate: its tag does not verify (another secret, or a "
-                          "replayed exchange)",
-                          {}, EACCES);
-        return true;
-    }
-
-    // Errors of a connection that died in the backlog, and signals: accept(2)
-    // asks to simply try again.
-    static bool accept_again(int err) {
-        return err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
-               err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
-               err == EOPNOTSUPP || err == ENETUNREACH;
-    }
-
     // See the class comment: reads every connection that arrives, each by
     // its own deadline, until one has delivered a valid endpoint. Nothing is
     // ever written to the others.
     endpoint wait_for_client() {
         const auto& dl = wait_budget();
         const auto what = role() + ": waiting for a client on port " + std::to_string(port_);
-        std::vector<waiting_client> waiting;
+        const auto* secret = auth_.secret();
+        std::vector<detail::arriving_client> waiting;
         std::size_t refused = 0;
         std::string last_refusal;
         auto refuse = [&](std::size_t i, const std::string& why) {
             ++refused;
-            last_refusal = waiting[i].address + " " + why;
+            last_refusal = waiting[i].address() + " " + why;
             waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
         };
         std::vector<pollfd> fds;
         for (;;) {
             if (dl.expired()) no_valid_client(refused, waiting.size(), last_refusal);
             for (std::size_t i = waiting.size(); i-- > 0;)
-                if (waiting[i].until.expired())
-                    refuse(i, "sent " + detail::byte_progress(waiting[i].got, message_size(waiting[i])) +
-                                  " of a message in " + detail::budget_text(hello_timeout));
+                if (waiting[i].until().expired()) refuse(i, waiting[i].expiry_text(secret, hello_timeout));
 
             fds.assign(1, pollfd{listener_.get(), POLLIN, 0});
             int wait_ms = dl.remaining_ms();
             for (const auto& w : waiting) {
-                fds.push_back(pollfd{w.fd.get(), POLLIN, 0});
-                wait_ms = std::min(wait_ms, w.until.remaining_ms());
+                fds.push_back(pollfd{w.fd(), POLLIN, 0});
+                wait_ms = std::min(wait_ms, w.until().remaining_ms());
             }
             if (::poll(fds.data(), fds.size(), wait_ms) < 0) {
                 if (errno == EINTR) continue;
@@ -607,56 +404,32 @@ private:
             for (std::size_t i = waiting.size(); i-- > 0;) {
                 if (fds[i + 1].revents == 0) continue;
                 auto& w = waiting[i];
-                ssize_t n = ::recv(w.fd.get(), w.in.data() + w.got, message_size(w) - w.got, MSG_DONTWAIT);
-                if (n == 0) {
-                    refuse(i, "closed the connection after " + detail::byte_progress(w.got, message_size(w)));
-                    continue;
-                }
-                if (n < 0) {
-                    int err = errno;
-                    if (err != EINTR && err != EAGAIN && err != EWOULDBLOCK)
-                        refuse(i, "failed after " + detail::byte_progress(w.got, message_size(w)) +
-                                      " (" + std::generic_category().message(err) + ")");
-                    continue;
-                }
-                w.got += static_cast<std::size_t>(n);
                 bool complete = false;
                 try {
-                    complete = check_waiting(w);
+                    complete = w.on_readable(secret);
                 } catch (const error& e) {
-                    refuse(i, "was refused: " + e.step());
+                    refuse(i, e.step());
                     continue;
                 }
                 if (complete) {
-                    conn_ = std::move(w.fd);
-                    peer_ = w.address;
-                    client_nonce_ = w.client_nonce;
-                    server_nonce_ = w.server_nonce;
+                    conn_ = w.take_fd();
+                    peer_ = w.address();
+                    client_nonce_ = w.client_nonce();
+                    server_nonce_ = w.server_nonce();
                     listener_.reset(); // one peer only; later clients are refused
                     connected();
-                    return decode(std::span(w.in).first(endpoint_wire_size)); // checked and complete
+                    return w.peer();
                 }
             }
 
             if (fds[0].revents == 0) continue;
-            for (;;) { // every connection the backlog holds
-                sockaddr_storage addr{};
-                socklen_t len = sizeof addr;
-                int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len,
-                                   SOCK_CLOEXEC);
-                if (fd < 0) {
-                    int err = errno;
-                    if (err == EAGAIN || err == EWOULDBLOCK) break;
-                    if (accept_again(err)) continue;
-                    throw_error(what + ": accept", {}, err);
-                }
+            detail::accept_all(listener_.get(), what, [&](detail::unique_fd fd, std::string address) {
                 if (waiting.size() == max_waiting)
                     refuse(0, "was dropped unread: " + std::to_string(max_waiting) +
                                   " newer connections were waiting");
                 auto own = deadline::after(hello_timeout);
-                waiting.push_back(waiting_client{detail::unique_fd(fd), address_of(addr),
-                                                 deadline(std::min(own.at(), dl.at()))});
-            }
+                waiting.emplace_back(std::move(fd), std::move(address), deadline(std::min(own.at(), dl.at())));
+            });
         }
     }
 
