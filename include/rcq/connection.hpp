@@ -6,6 +6,7 @@
 #include <rcq/cq.hpp>
 #include <rcq/detail/hex.hpp>
 #include <rcq/detail/policy_bag.hpp>
+#include <rcq/detail/qp_setup.hpp>
 #include <rcq/device.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -75,39 +76,6 @@ struct connection_options {
     std::ostream* narrate = nullptr;
 };
 
-namespace detail {
-/// A buffer policy whose memory is already registered (rcq::buffer::external)
-/// names the PD it lives in; the connection then runs on that PD and its
-/// device instead of opening its own.
-template <class B>
-concept brings_own_pd = requires(const typename B::config& c) {
-    { B::protection_domain(c) } -> std::same_as<ibv_pd*>;
-};
-
-/// A handshake that sets up the connection itself (rcq::handshake::rdma_cm):
-/// it names the device its address resolves to, the QP follows the
-/// attributes it gives, and it is told once the QP is in RTS.
-template <class H>
-concept handshake_drives_the_qp = requires(H& h, unsigned access) {
-    { h.resolve() } -> std::same_as<ibv_context*>;
-    { h.port_num() } -> std::convertible_to<std::uint8_t>;
-    { h.gid_index() } -> std::same_as<std::optional<int>>;
-    { h.init_attributes(access) } -> std::same_as<init_attrs>;
-    { h.rtr_attributes() } -> std::same_as<rtr_attrs>;
-    { h.rts_attributes() } -> std::same_as<rts_attrs>;
-    h.established();
-};
-
-/// A policy's one-line description for the narration, if it has one.
-template <class P>
-std::string describe_policy(const P& p) {
-    if constexpr (requires { { p.describe() } -> std::convertible_to<std::string>; })
-        return p.describe();
-    else
-        return {};
-}
-} // namespace detail
-
 /// Opens a device, registers a buffer, creates a CQ and an RC QP, swaps
 /// endpoints with the peer through the handshake policy and brings the QP to
 /// RTS: the whole set-up of an RC program in one constructor.
@@ -157,7 +125,7 @@ public:
           own_ctx_(open_device(opts, buffer_cfg)),
           ctx_(own_ctx_ ? own_ctx_->get() : given_context(buffer_cfg)),
           port_(query_port(ctx_, port_num(opts))),
-          gid_(pick_gid(opts, peer_family_of(handshake_))),
+          gid_(pick_gid(opts, detail::peer_family_of(handshake_))),
           own_pd_(borrowed_pd(buffer_cfg) ? std::nullopt : std::optional<pd>(make_pd())),
           pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
           buffer_(make_buffer(buffer_cfg, static_cast<int>(opts.remote_access))),
@@ -196,15 +164,7 @@ public:
                 "is retried (rnr_retry 7)");
             return;
         }
-        say("handshake: waiting for the peer's go-ahead");
-        try {
-            handshake_.barrier();
-        } catch (const error& e) {
-            const std::string peer_hint = "the peer may never have called ready() (it must, "
-                                          "once its receives are posted), or it stopped";
-            throw error(e.code(), e.step(), e.hint().empty() ? peer_hint : e.hint() + "; or " + peer_hint);
-        }
-        say("handshake: both sides ready; the peer's receives are posted");
+        detail::go_ahead(handshake_, detail::narrator{out_});
     }
 
     /// The handshake policy, e.g. to ask rdma_cm whether the peer disconnected.
@@ -284,57 +244,15 @@ public:
     /// call; never blocks. A wait that finds nothing looks at it once a
     /// second and throws (ECONNRESET) as soon as the peer has gone, instead
     /// of waiting out completion_timeout; an error completion then says so.
-    bool peer_gone() {
-        if constexpr (requires { { handshake_.peer_closed() } -> std::same_as<bool>; })
-            return handshake_.peer_closed();
-        else if constexpr (requires { { handshake_.peer_disconnected() } -> std::same_as<bool>; })
-            return handshake_.peer_disconnected();
-        else
-            return false;
-    }
+    bool peer_gone() { return detail::peer_gone(handshake_); }
 
 private:
-    static constexpr bool has_liveness_signal =
-        requires(handshake_type& h) { { h.peer_closed() } -> std::same_as<bool>; } ||
-        requires(handshake_type& h) { { h.peer_disconnected() } -> std::same_as<bool>; };
+    static constexpr bool has_liveness_signal = detail::has_liveness_signal<handshake_type>;
     static constexpr std::chrono::seconds liveness_period{1};
     // What the liveness signal saw, for errors.
-    static constexpr const char* gone_hint =
-        requires(handshake_type& h) { h.peer_disconnected(); }
-            ? "the peer disconnected (RDMA_CM_EVENT_DISCONNECTED)"
-            : "the peer closed its handshake connection: its process has ended";
+    static constexpr const char* gone_hint = detail::gone_hint<handshake_type>;
 
-    static address_family peer_family_of(const handshake_type& h) {
-        if constexpr (requires { { h.peer_family() } -> std::convertible_to<int>; }) {
-            const int family = h.peer_family();
-            return family == AF_INET    ? address_family::ipv4
-                   : family == AF_INET6 ? address_family::ipv6
-                                        : address_family::any;
-        } else {
-            return address_family::any;
-        }
-    }
-
-    // An optional count option, or min(16, the device's limit); over 255 or
-    // over the limit is refused.
-    std::uint8_t depth(std::optional<int> asked, int limit, const char* what,
-                       const char* limit_name) const {
-        if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
-        if (*asked < 0)
-            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is negative",
-                          "ask for 0 or more");
-        if (*asked > 255 || *asked > limit)
-            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
-                              device_name(ctx_) + " allows (" + limit_name + " " +
-                              std::to_string(limit) + ")",
-                          "ask for at most " + std::to_string(std::min(limit, 255)) +
-                              ", or leave it unset for the largest the device offers up to 16");
-        return static_cast<std::uint8_t>(*asked);
-    }
-
-    void say(const std::string& line) const {
-        if (out_ != nullptr) *out_ << "[rcq] " << line << '\n' << std::flush;
-    }
+    void say(const std::string& line) const { detail::narrator{out_}(line); }
 
     // The narration names what actually completed, whatever the wait was for.
     void narrate_completion(const ibv_wc& wc) const {
@@ -497,153 +415,52 @@ private:
             say("using device " + name + " and the protection domain of the caller's memory region");
             return std::nullopt;
         }
-        context ctx = context::open(opts.device);
-        say("opened device " + ctx.name());
-        return ctx;
+        return detail::open_device(opts.device, detail::narrator{out_});
     }
 
     gid_entry pick_gid(const connection_options& opts, address_family peer) const {
-        const std::string name = device_name(ctx_);
-        if (port_.state != IBV_PORT_ACTIVE)
-            throw_error(name + " port " + std::to_string(port_num(opts)) + " is " +
-                            std::string(port_state_name(port_.state)) + ", not ACTIVE",
-                        "check the link: `ibv_devinfo -d " + name + "`", ENETDOWN);
-        say("port " + std::to_string(port_num(opts)) + ": ACTIVE, active MTU " +
-            std::to_string(mtu_bytes(port_.active_mtu)) + ", LID " + std::to_string(port_.lid));
         std::optional<int> index = opts.gid_index;
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) index = handshake_.gid_index();
-        gid_entry g = choose_gid(ctx_, port_num(opts), index, peer);
-        const char* family = peer == address_family::ipv4   ? " for an IPv4 peer"
-                             : peer == address_family::ipv6 ? " for an IPv6 peer"
-                                                            : "";
-        say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
-            (g.netdev().empty() ? "" : " on " + g.netdev()) +
-            (index ? "" : ", chosen automatically" + std::string(family)));
-        if (g.is_link_local())
-            say("note: GID " + g.address() + " is link-local: it reaches only peers on the same "
-                "Ethernet segment" +
-                (index ? std::string()
-                       : "; the port has no routable RoCE v2 GID of that family (give its "
-                         "network device an address)"));
-        return g;
+        return detail::pick_gid(ctx_, port_num(opts), port_, index, peer, detail::narrator{out_});
     }
 
-    pd make_pd() const {
-        pd domain(ctx_);
-        say("allocated a protection domain");
-        return domain;
-    }
+    pd make_pd() const { return detail::make_pd(ctx_, detail::narrator{out_}); }
 
     buffer_type make_buffer(const buffer_config& cfg, int remote_access) const {
-        buffer_type b(pd_, cfg, remote_access);
-        const std::string how = detail::describe_policy(b);
-        say((how.empty() ? "buffer ready" : how) + ": " + std::to_string(b.bytes().size()) +
-            " bytes, lkey 0x" + detail::hex(b.lkey()) + ", rkey 0x" + detail::hex(b.rkey()));
-        return b;
+        return detail::make_buffer<buffer_type>(pd_, cfg, remote_access, detail::narrator{out_});
     }
 
     cq make_cq(const connection_options& opts) {
-        cq c = poll_.make_cq(ctx_, opts.cq_depth);
-        const std::string how = detail::describe_policy(poll_);
-        say("created a completion queue of " + std::to_string(opts.cq_depth) + " entries" +
-            (how.empty() ? "" : " (" + how + ")"));
-        return c;
+        return detail::make_cq(poll_, ctx_, opts.cq_depth, detail::narrator{out_});
     }
 
     qp<state::rts> establish(const connection_options& opts) {
-        qp<state::reset> fresh(pd_, cq_, opts.caps);
-        say("created RC queue pair: QPN 0x" + detail::hex(fresh.qp_num()) + ", state RESET");
-
+        const detail::narrator narrate{out_};
         init_attrs init{.port_num = opts.port, .access = opts.remote_access};
         if constexpr (detail::handshake_drives_the_qp<handshake_type>)
             init = handshake_.init_attributes(opts.remote_access);
-        auto initialized = std::move(fresh).to_init(init);
-        say("QP RESET -> INIT");
-
-        local_.qpn = initialized.qp_num();
-        local_.psn = std::random_device{}() & 0xffffff;
-        local_.lid = port_.lid;
-        local_.gid = gid_.gid;
-        local_.mtu = static_cast<std::uint16_t>(mtu_bytes(port_.active_mtu));
-        if (opts.max_mtu) {
-            if (!mtu_from_bytes(static_cast<unsigned>(*opts.max_mtu)))
-                throw_invalid("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
-                              "choose 256, 512, 1024, 2048 or 4096");
-            local_.mtu = std::min(local_.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
-        }
-        if (opts.service_level > 15)
-            throw_invalid("service level " + std::to_string(opts.service_level) +
-                              " is out of range", "choose 0 to 15");
-        const ibv_device_attr caps = query_device(ctx_);
-        local_.initiator_depth = depth(opts.initiator_depth, caps.max_qp_init_rd_atom,
-                                       "initiator_depth", "max_qp_init_rd_atom");
-        local_.responder_resources = depth(opts.responder_resources, caps.max_qp_rd_atom,
-                                           "responder_resources", "max_qp_rd_atom");
-        if (opts.remote_access != 0) {
-            local_.remote_addr = reinterpret_cast<std::uintptr_t>(buffer_.bytes().data());
-            local_.rkey = buffer_.rkey();
-            local_.remote_len = buffer_.bytes().size();
-        }
-        const std::string how = detail::describe_policy(handshake_);
-        say("handshake" + (how.empty() ? "" : " (" + how + ")") + ": sending local endpoint  " +
-            describe(local_));
-        remote_ = handshake_.exchange(local_);
-        say("handshake: received peer endpoint  " + describe(remote_));
-        rtr_attrs rtr;
-        rts_attrs rts;
+        auto initialized = detail::create_in_init(pd_, cq_, opts.caps, init, narrate);
+        local_ = detail::local_endpoint(opts, ctx_, port_, gid_, initialized.qp_num(),
+                                        buffer_.bytes(), buffer_.rkey());
+        remote_ = detail::exchange_endpoints(handshake_, local_, narrate);
+        detail::transition_attrs t;
+        std::string mtu_source;
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
             // The CM chose the PSNs, the path, its MTU and the READ depth.
-            rtr = handshake_.rtr_attributes();
-            rts = handshake_.rts_attributes();
-            local_.psn = rts.sq_psn;
+            t = {handshake_.rtr_attributes(), handshake_.rts_attributes()};
+            local_.psn = t.rts.sq_psn;
+            mtu_source = ", chosen by the CM";
         } else {
-            const agreed_settings agreed = agree(local_, remote_);
-            rtr = {
-                .dest_qpn = remote_.qpn,
-                .rq_psn = remote_.psn,
-                .dlid = remote_.lid,
-                .dgid = remote_.gid,
-                .sgid_index = static_cast<std::uint8_t>(gid_.index),
-                .port_num = opts.port,
-                .path_mtu = agreed.path_mtu,
-                .traffic_class = opts.traffic_class,
-                .sl = opts.service_level,
-                .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
-            };
-            rts = {.sq_psn = local_.psn,
-                   .retry_cnt = opts.retry_cnt,
-                   .rnr_retry = opts.rnr_retry,
-                   .max_rd_atomic = agreed.max_rd_atomic};
+            t = detail::agreed_transitions(opts, gid_, local_, remote_);
+            mtu_source = detail::mtu_source(local_, remote_);
         }
-        auto ready_to_receive = std::move(initialized).to_rtr(rtr);
-        const std::string mtu_source =
-            detail::handshake_drives_the_qp<handshake_type>
-                ? std::string(", chosen by the CM")
-                : ": ours " + std::to_string(local_.mtu) + ", the peer's " + std::to_string(remote_.mtu);
-        say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + mtu_source +
-            "; remote QPN 0x" + detail::hex(rtr.dest_qpn & 0xffffff) + "; accepting " +
-            std::to_string(rtr.max_dest_rd_atomic) + " READs/atomics outstanding" +
-            (rtr.traffic_class || rtr.sl
-                 ? "; traffic class " + std::to_string(rtr.traffic_class) + ", SL " +
-                       std::to_string(rtr.sl)
-                 : std::string()) +
-            ")");
-
-        auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
-        say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
-            std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
-            ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
+        auto ready_to_send = detail::walk_to_rts(std::move(initialized), t, mtu_source, narrate);
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
             handshake_.established();
             say("handshake: connection established; PSNs chosen by the CM: ours 0x" +
-                detail::hex(local_.psn) + ", the peer's 0x" + detail::hex(rtr.rq_psn));
+                detail::hex(local_.psn) + ", the peer's 0x" + detail::hex(t.rtr.rq_psn));
         }
         return ready_to_send;
-    }
-
-    static std::string describe(const endpoint& e) {
-        return "QPN 0x" + detail::hex(e.qpn) + ", PSN 0x" + detail::hex(e.psn) + ", LID " + std::to_string(e.lid) +
-               ", GID " + gid_entry{.gid = e.gid}.address();
     }
 
     std::ostream* out_;

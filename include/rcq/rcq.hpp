@@ -26,10 +26,15 @@
 #include <rcq/poll/blocking.hpp>
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
+#include <rcq/peer.hpp>
 #include <rcq/remote.hpp>
+#include <rcq/resources.hpp>
+#include <rcq/router.hpp>
 #include <rcq/secret.hpp>
 #include <rcq/send_queue.hpp>
 #include <rcq/srq.hpp>
+#include <rcq/srq_pool.hpp>
 #include <rcq/state.hpp>
+#include <rcq/teardown.hpp>
 #include <rcq/work_completion.hpp>
 #include <rcq/wr.hpp>

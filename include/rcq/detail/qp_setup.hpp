@@ -1,0 +1,337 @@
+// rcq/detail/qp_setup.hpp - the steps that bring up an RC queue pair, one
+// implementation shared by rcq::connection (one peer) and rcq::resources
+// (many peers on one device): opening the device, choosing the GID, the PD,
+// the buffer and the CQ, a QP in INIT, our endpoint, and INIT -> RTR -> RTS
+// against the peer's endpoint with the settings both sides agree on.
+#pragma once
+
+#include <rcq/agreement.hpp>
+#include <rcq/cq.hpp>
+#include <rcq/detail/hex.hpp>
+#include <rcq/device.hpp>
+#include <rcq/endpoint.hpp>
+#include <rcq/error.hpp>
+#include <rcq/gid.hpp>
+#include <rcq/pd.hpp>
+#include <rcq/qp.hpp>
+
+#include <infiniband/verbs.h>
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <span>
+#include <string>
+#include <sys/socket.h>
+
+namespace rcq::detail {
+
+/// Writes each set-up step as one "[rcq] ..." line, or nothing without a stream.
+struct narrator {
+    std::ostream* out = nullptr; ///< Where the lines go; nullptr for silence.
+
+    /// Writes one line (flushed at once, so that it survives a crash).
+    void operator()(const std::string& line) const {
+        if (out != nullptr) *out << "[rcq] " << line << '\n' << std::flush;
+    }
+};
+
+/// A buffer policy whose memory is already registered (rcq::buffer::external)
+/// names the PD it lives in; the connection then runs on that PD and its
+/// device instead of opening its own.
+template <class B>
+concept brings_own_pd = requires(const typename B::config& c) {
+    { B::protection_domain(c) } -> std::same_as<ibv_pd*>;
+};
+
+/// A handshake that sets up the connection itself (rcq::handshake::rdma_cm):
+/// it names the device its address resolves to, the QP follows the
+/// attributes it gives, and it is told once the QP is in RTS.
+template <class H>
+concept handshake_drives_the_qp = requires(H& h, unsigned access) {
+    { h.resolve() } -> std::same_as<ibv_context*>;
+    { h.port_num() } -> std::convertible_to<std::uint8_t>;
+    { h.gid_index() } -> std::same_as<std::optional<int>>;
+    { h.init_attributes(access) } -> std::same_as<init_attrs>;
+    { h.rtr_attributes() } -> std::same_as<rtr_attrs>;
+    { h.rts_attributes() } -> std::same_as<rts_attrs>;
+    h.established();
+};
+
+/// A policy's one-line description for the narration, if it has one.
+template <class P>
+std::string describe_policy(const P& p) {
+    if constexpr (requires { { p.describe() } -> std::convertible_to<std::string>; })
+        return p.describe();
+    else
+        return {};
+}
+
+/// The address family of the peer the handshake talks to, where it knows it
+/// (the TCP handshake does: its socket's family), for the GID choice.
+template <class H>
+address_family peer_family_of(const H& h) {
+    if constexpr (requires { { h.peer_family() } -> std::convertible_to<int>; }) {
+        const int family = h.peer_family();
+        return family == AF_INET    ? address_family::ipv4
+               : family == AF_INET6 ? address_family::ipv6
+                                    : address_family::any;
+    } else {
+        return address_family::any;
+    }
+}
+
+/// A handshake with a liveness signal: it can tell that the peer has gone.
+template <class H>
+concept has_liveness_signal =
+    requires(H& h) { { h.peer_closed() } -> std::same_as<bool>; } ||
+    requires(H& h) { { h.peer_disconnected() } -> std::same_as<bool>; };
+
+/// The handshake's liveness signal: true when the peer is known to have
+/// gone, false when that is not known (or the handshake has no signal).
+template <class H>
+bool peer_gone(H& h) {
+    if constexpr (requires { { h.peer_closed() } -> std::same_as<bool>; })
+        return h.peer_closed();
+    else if constexpr (requires { { h.peer_disconnected() } -> std::same_as<bool>; })
+        return h.peer_disconnected();
+    else
+        return false;
+}
+
+/// What the liveness signal of `H` saw, for error hints.
+template <class H>
+inline constexpr const char* gone_hint =
+    requires(H& h) { h.peer_disconnected(); }
+        ? "the peer disconnected (RDMA_CM_EVENT_DISCONNECTED)"
+        : "the peer closed its handshake connection: its process has ended";
+
+/// The go-ahead through handshake `h`, narrated; a failure's hint says that
+/// the peer may never have called ready().
+template <class H>
+void go_ahead(H& h, const narrator& say) {
+    say("handshake: waiting for the peer's go-ahead");
+    try {
+        h.barrier();
+    } catch (const error& e) {
+        const std::string peer_hint = "the peer may never have called ready() (it must, "
+                                      "once its receives are posted), or it stopped";
+        throw error(e.code(), e.step(), e.hint().empty() ? peer_hint : e.hint() + "; or " + peer_hint);
+    }
+    say("handshake: both sides ready; the peer's receives are posted");
+}
+
+/// Opens `device` (empty: the first one), narrated.
+inline context open_device(const std::string& device, const narrator& say) {
+    context ctx = context::open(device);
+    say("opened device " + ctx.name());
+    return ctx;
+}
+
+/// Checks that `port` is ACTIVE and chooses the GID: index `index`, or
+/// (empty) the port's RoCE v2 GID of the peer's family; narrated.
+inline gid_entry pick_gid(ibv_context* ctx, std::uint8_t port_num, const ibv_port_attr& port,
+                          std::optional<int> index, address_family peer, const narrator& say) {
+    const std::string name = device_name(ctx);
+    if (port.state != IBV_PORT_ACTIVE)
+        throw_error(name + " port " + std::to_string(port_num) + " is " +
+                        std::string(port_state_name(port.state)) + ", not ACTIVE",
+                    "check the link: `ibv_devinfo -d " + name + "`", ENETDOWN);
+    say("port " + std::to_string(port_num) + ": ACTIVE, active MTU " +
+        std::to_string(mtu_bytes(port.active_mtu)) + ", LID " + std::to_string(port.lid));
+    gid_entry g = choose_gid(ctx, port_num, index, peer);
+    const char* family = peer == address_family::ipv4   ? " for an IPv4 peer"
+                         : peer == address_family::ipv6 ? " for an IPv6 peer"
+                                                        : "";
+    say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
+        (g.netdev().empty() ? "" : " on " + g.netdev()) +
+        (index ? "" : ", chosen automatically" + std::string(family)));
+    if (g.is_link_local())
+        say("note: GID " + g.address() + " is link-local: it reaches only peers on the same "
+            "Ethernet segment" +
+            (index ? std::string()
+                   : "; the port has no routable RoCE v2 GID of that family (give its "
+                     "network device an address)"));
+    return g;
+}
+
+/// A protection domain on `ctx`, narrated.
+inline pd make_pd(ibv_context* ctx, const narrator& say) {
+    pd domain(ctx);
+    say("allocated a protection domain");
+    return domain;
+}
+
+/// The buffer policy's memory, registered on `domain`, narrated.
+template <class Buffer>
+Buffer make_buffer(ibv_pd* domain, const typename Buffer::config& cfg, int remote_access,
+                   const narrator& say) {
+    Buffer b(domain, cfg, remote_access);
+    const std::string how = describe_policy(b);
+    say((how.empty() ? "buffer ready" : how) + ": " + std::to_string(b.bytes().size()) +
+        " bytes, lkey 0x" + hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));
+    return b;
+}
+
+/// The poll policy's CQ of `depth` entries, narrated.
+template <class Poll>
+cq make_cq(Poll& poll, ibv_context* ctx, int depth, const narrator& say) {
+    cq c = poll.make_cq(ctx, depth);
+    const std::string how = describe_policy(poll);
+    say("created a completion queue of " + std::to_string(depth) + " entries" +
+        (how.empty() ? "" : " (" + how + ")"));
+    return c;
+}
+
+/// An RC QP on `domain` whose completions go to `shared` (and whose
+/// receives come from caps.srq, when set), created in RESET and moved to
+/// INIT with `init`; narrated.
+inline qp<state::init> create_in_init(ibv_pd* domain, const cq& shared, const qp_caps& caps,
+                                      const init_attrs& init, const narrator& say) {
+    qp<state::reset> fresh(domain, shared, caps);
+    say("created RC queue pair: QPN 0x" + hex(fresh.qp_num()) + ", state RESET");
+    auto initialized = std::move(fresh).to_init(init);
+    say("QP RESET -> INIT");
+    return initialized;
+}
+
+/// An optional count option, or min(16, the device's limit); over 255 or
+/// over the limit is refused.
+inline std::uint8_t rd_atomic_depth(ibv_context* ctx, std::optional<int> asked, int limit,
+                                    const char* what, const char* limit_name) {
+    if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
+    if (*asked < 0)
+        throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is negative",
+                      "ask for 0 or more");
+    if (*asked > 255 || *asked > limit)
+        throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
+                          device_name(ctx) + " allows (" + limit_name + " " +
+                          std::to_string(limit) + ")",
+                      "ask for at most " + std::to_string(std::min(limit, 255)) +
+                          ", or leave it unset for the largest the device offers up to 16");
+    return static_cast<std::uint8_t>(*asked);
+}
+
+/// Our endpoint for QP `qpn`: a random initial PSN, the port's LID, GID
+/// `gid`, the port's MTU (at most opts.max_mtu), the READ/atomic depths
+/// (checked against the device's limits) and, when opts.remote_access is set,
+/// the memory token of `memory` (its address, `rkey` and length). `Options`
+/// is rcq::connection_options or rcq::resources_options. Throws rcq::error
+/// for a setting out of range.
+template <class Options>
+endpoint local_endpoint(const Options& opts, ibv_context* ctx, const ibv_port_attr& port,
+                        const gid_entry& gid, std::uint32_t qpn, std::span<std::byte> memory,
+                        std::uint32_t rkey) {
+    endpoint local{};
+    local.qpn = qpn;
+    local.psn = std::random_device{}() & 0xffffff;
+    local.lid = port.lid;
+    local.gid = gid.gid;
+    local.mtu = static_cast<std::uint16_t>(mtu_bytes(port.active_mtu));
+    if (opts.max_mtu) {
+        if (!mtu_from_bytes(static_cast<unsigned>(*opts.max_mtu)))
+            throw_invalid("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
+                          "choose 256, 512, 1024, 2048 or 4096");
+        local.mtu = std::min(local.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
+    }
+    if (opts.service_level > 15)
+        throw_invalid("service level " + std::to_string(opts.service_level) + " is out of range",
+                      "choose 0 to 15");
+    const ibv_device_attr caps = query_device(ctx);
+    local.initiator_depth = rd_atomic_depth(ctx, opts.initiator_depth, caps.max_qp_init_rd_atom,
+                                            "initiator_depth", "max_qp_init_rd_atom");
+    local.responder_resources = rd_atomic_depth(ctx, opts.responder_resources,
+                                                caps.max_qp_rd_atom, "responder_resources",
+                                                "max_qp_rd_atom");
+    if (opts.remote_access != 0) {
+        local.remote_addr = reinterpret_cast<std::uintptr_t>(memory.data());
+        local.rkey = rkey;
+        local.remote_len = memory.size();
+    }
+    return local;
+}
+
+/// The attributes of INIT -> RTR and RTR -> RTS.
+struct transition_attrs {
+    rtr_attrs rtr; ///< INIT -> RTR: where the peer is.
+    rts_attrs rts; ///< RTR -> RTS: our PSN, retries, READ depth.
+};
+
+/// The transitions towards `remote` with the settings both sides agree on
+/// (rcq::agree: path MTU, READ/atomic depths) and our own (GID, port, traffic
+/// class, service level, retries; opts.ack_timeout where Options has it).
+template <class Options>
+transition_attrs agreed_transitions(const Options& opts, const gid_entry& gid,
+                                    const endpoint& local, const endpoint& remote) {
+    const agreed_settings agreed = agree(local, remote);
+    transition_attrs t;
+    t.rtr = {
+        .dest_qpn = remote.qpn,
+        .rq_psn = remote.psn,
+        .dlid = remote.lid,
+        .dgid = remote.gid,
+        .sgid_index = static_cast<std::uint8_t>(gid.index),
+        .port_num = opts.port,
+        .path_mtu = agreed.path_mtu,
+        .traffic_class = opts.traffic_class,
+        .sl = opts.service_level,
+        .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
+    };
+    t.rts = {.sq_psn = local.psn,
+             .retry_cnt = opts.retry_cnt,
+             .rnr_retry = opts.rnr_retry,
+             .max_rd_atomic = agreed.max_rd_atomic};
+    if constexpr (requires { { opts.ack_timeout } -> std::convertible_to<std::uint8_t>; })
+        t.rts.timeout = opts.ack_timeout;
+    return t;
+}
+
+/// INIT -> RTR -> RTS with `t`, narrated; `mtu_source` says where the path
+/// MTU came from.
+inline qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transition_attrs& t,
+                                  const std::string& mtu_source, const narrator& say) {
+    const rtr_attrs& rtr = t.rtr;
+    const rts_attrs& rts = t.rts;
+    auto ready_to_receive = std::move(initialized).to_rtr(rtr);
+    say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + mtu_source +
+        "; remote QPN 0x" + hex(rtr.dest_qpn & 0xffffff) + "; accepting " +
+        std::to_string(rtr.max_dest_rd_atomic) + " READs/atomics outstanding" +
+        (rtr.traffic_class || rtr.sl
+             ? "; traffic class " + std::to_string(rtr.traffic_class) + ", SL " +
+                   std::to_string(rtr.sl)
+             : std::string()) +
+        ")");
+    auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
+    say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
+        std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
+        ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
+    return ready_to_send;
+}
+
+/// "ours 1024, the peer's 4096": where the agreed path MTU came from.
+inline std::string mtu_source(const endpoint& local, const endpoint& remote) {
+    return ": ours " + std::to_string(local.mtu) + ", the peer's " + std::to_string(remote.mtu);
+}
+
+/// An endpoint in one line, for the narration.
+inline std::string describe(const endpoint& e) {
+    return "QPN 0x" + hex(e.qpn) + ", PSN 0x" + hex(e.psn) + ", LID " + std::to_string(e.lid) +
+           ", GID " + gid_entry{.gid = e.gid}.address();
+}
+
+/// The endpoint exchange through `h`, narrated as the connection does.
+template <class H>
+endpoint exchange_endpoints(H& h, const endpoint& local, const narrator& say) {
+    const std::string how = describe_policy(h);
+    say("handshake" + (how.empty() ? "" : " (" + how + ")") + ": sending local endpoint  " +
+        describe(local));
+    endpoint remote = h.exchange(local);
+    say("handshake: received peer endpoint  " + describe(remote));
+    return remote;
+}
+
+} // namespace rcq::detail
