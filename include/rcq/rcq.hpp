@@ -17,8 +17,10 @@
 #include <rcq/extended.hpp>
 #include <rcq/handshake/env.hpp>
 #include <rcq/handshake/file.hpp>
+#include <rcq/handshake/file_mesh.hpp>
 #include <rcq/handshake/rdma_cm.hpp>
 #include <rcq/handshake/tcp.hpp>
+#include <rcq/mesh.hpp>
 #include <rcq/mr.hpp>
 #include <rcq/pd.hpp>
 #include <rcq/policy.hpp>
