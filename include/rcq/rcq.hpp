@@ -17,11 +17,13 @@
 #include <rcq/extended.hpp>
 #include <rcq/handshake/env.hpp>
 #include <rcq/handshake/file.hpp>
+#include <rcq/handshake/file_mesh.hpp>
 #include <rcq/handshake/rdma_cm.hpp>
 #include <rcq/handshake/tcp.hpp>
 #include <rcq/handshake/tcp_link.hpp>
 #include <rcq/handshake/tcp_listener.hpp>
 #include <rcq/listener.hpp>
+#include <rcq/mesh.hpp>
 #include <rcq/mr.hpp>
 #include <rcq/pd.hpp>
 #include <rcq/policy.hpp>

@@ -7,7 +7,7 @@
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/budget.hpp>
 #include <rcq/detail/hex.hpp>
-#include <rcq/detail/socket.hpp>
+#include <rcq/detail/shared_folder.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/secret.hpp>
@@ -98,9 +98,6 @@ inline file_record parse_file_record(std::string_view text, std::string_view kin
         if (!seen[i]) bad("truncated or incomplete: no \"" + std::string(keys[i]) + "\" line");
         return values[i];
     };
-    auto is_nonce = [](std::string_view v) {
-        return v.size() == 32 && v.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-    };
 
     if (need(0) != kind)
         bad("holds a " + quote(values[0]) + " record, expected \"" + std::string(kind) + "\"");
@@ -110,9 +107,9 @@ inline file_record parse_file_record(std::string_view text, std::string_view kin
         bad("was written by side " + quote(values[2]) + ", not \"" + std::string(peer) + "\"");
     file_record r;
     r.nonce = std::string(need(3));
-    if (!is_nonce(r.nonce)) bad("bad nonce " + quote(r.nonce) + " (expected 32 hex digits)");
+    if (!is_hex_nonce(r.nonce)) bad("bad nonce " + quote(r.nonce) + " (expected 32 hex digits)");
     r.ack = std::string(need(4));
-    if (r.ack != "none" && !is_nonce(r.ack))
+    if (r.ack != "none" && !is_hex_nonce(r.ack))
         bad("bad ack " + quote(r.ack) + " (expected 32 hex digits or \"none\")");
     if (kind == "endpoint") {
         auto text_form = need(8);
@@ -322,7 +319,7 @@ public:
         require(phase::fresh, "exchange()", "call exchange() once per handshake object");
         auth_.check_offer(local, role());
         const auto& dl = budget();
-        nonce_ = make_nonce();
+        nonce_ = detail::hex_nonce();
         acked_.clear();
         local_text_ = to_text(local);
         ::unlink(path_of(opts_.self, "ready").c_str()); // a leftover of an earlier run
@@ -432,52 +429,11 @@ private:
         throw_invalid(role() + ": " + call + " called out of order", hint);
     }
 
-    static bool name_char(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-               c == '_';
-    }
-
-    // Names become parts of file names: no '/', no '.', nothing a shell or
-    // another file system would mangle. '.' is refused so that session "a.b"
-    // with side "c" and session "a" with side "b.c" cannot share a file.
     static void check_name(const char* what, const std::string& name) {
-        bool ok = !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), name_char);
-        if (!ok)
-            throw_invalid("file handshake: " + std::string(what) + " name " + detail::quote(name) +
-                              " is not usable in a file name",
-                          "use 1 to 64 letters, digits, '-' or '_' (no '/', '.' or spaces)");
+        detail::check_file_name_part("file handshake", what, name);
     }
 
-    void check_folder() const {
-        const auto& dir = opts_.folder;
-        struct stat st{};
-        if (dir.empty())
-            throw_invalid(role() + ": no folder given", "name a folder both sides can reach");
-        if (::stat(dir.c_str(), &st) != 0) {
-            int err = errno;
-            throw_error(role() + ": cannot use folder " + dir.string(),
-                        err == ENOENT ? "it does not exist; create it first (rcq does not), on a file "
-                                        "system both sides can reach"
-                                      : "check the path and the permissions of its parents",
-                        err);
-        }
-        if (!S_ISDIR(st.st_mode))
-            throw_error(role() + ": " + dir.string() + " is not a folder",
-                        "give the shared folder, not a file in it", ENOTDIR);
-        if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-            int err = errno;
-            throw_error(role() + ": folder " + dir.string() + " is not writable",
-                        "this side writes its files there: fix the folder's permissions or pick one "
-                        "this user can write to (on both hosts)",
-                        err);
-        }
-    }
-
-    static std::string make_nonce() {
-        std::array<std::uint8_t, 16> bytes{};
-        detail::random_bytes(bytes);
-        return detail::hex_bytes(bytes);
-    }
+    void check_folder() const { detail::check_shared_folder(opts_.folder, role()); }
 
     // With a secret: the tag of a file of `kind` written by `side`.
     shared_secret::tag_type tag_of(std::string_view kind, std::string_view side, std::string_view nonce,
@@ -523,16 +479,13 @@ private:
     }
 
     std::string record_head(std::string_view kind, const std::string& ack) const {
-        char host[256] = "?";
-        if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
-        host[sizeof host - 1] = '\0';
         std::string text(format_line);
         text += "\nfile " + std::string(kind);
         text += "\nsession " + opts_.session;
         text += "\nside " + opts_.self;
         text += "\nnonce " + nonce_;
         text += "\nack " + (ack.empty() ? std::string("none") : ack);
-        text += "\nhost " + std::string(host);
+        text += "\nhost " + detail::host_name();
         text += "\npid " + std::to_string(::getpid());
         text += "\ntime " + std::to_string(static_cast<long long>(std::time(nullptr)));
         return text + "\n";
@@ -544,115 +497,23 @@ private:
 
     // Temporary file in the same folder, fsync, rename: readers see all or nothing.
     void write_file(std::string_view kind, const std::string& content) {
-        const auto final_path = path_of(opts_.self, kind);
         const auto tmp_path = opts_.folder / ("." + opts_.session + "." + opts_.self + "." +
                                               std::string(kind) + "." + nonce_.substr(0, 8) + "-" +
                                               std::to_string(++writes_) + ".tmp");
-        detail::unique_fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-        if (!fd) {
-            int err = errno;
-            throw_error(role() + ": cannot create " + tmp_path.string(),
-                        err == EACCES || err == EPERM || err == EROFS
-                            ? "the folder is not writable by this user; fix its permissions or pick "
-                              "another folder"
-                            : "",
-                        err);
-        }
-        auto fail = [&](const std::string& step) {
-            int err = errno;
-            fd.reset();
-            ::unlink(tmp_path.c_str());
-            throw_error(role() + ": " + step + " " + tmp_path.string(), {}, err);
-        };
-        std::size_t done = 0;
-        while (done < content.size()) {
-            ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                if (n == 0) errno = EIO;
-                fail("writing");
-            }
-            done += static_cast<std::size_t>(n);
-        }
-        if (::fsync(fd.get()) != 0) fail("fsync of");
-        // NFS reports a failed write at close at the latest.
-        if (::close(fd.release()) != 0) fail("closing");
-        if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-            int err = errno;
-            ::unlink(tmp_path.c_str());
-            throw_error(role() + ": cannot rename " + tmp_path.string() + " to " + final_path.string(), {},
-                        err);
-        }
+        detail::write_file_atomically(path_of(opts_.self, kind), tmp_path, content, role());
     }
 
     // Reads and parses the peer's file of `kind`; nullopt while it does not
     // exist. Anything that is there but wrong throws at once (see the class
     // comment for why it is not waited out).
     std::optional<record> read_peer_file(const std::filesystem::path& path, std::string_view kind) const {
-        // O_NONBLOCK: a FIFO planted under that name must not block open().
-        // O_NOFOLLOW: a symbolic link planted there must not make us read
-        // (and trust) a file of someone else's choosing.
-        detail::unique_fd fd(
-            ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW));
-        if (!fd) {
-            int err = errno;
-            // ESTALE: on NFS, the name was just renamed over; look again later.
-            if (err == ENOENT || err == ESTALE || err == EINTR) return std::nullopt;
-            if (err == ELOOP)
-                throw_error(role() + ": " + path.string() + " is a symbolic link; refused",
-                            "the " + opts_.peer + " writes a regular file there; delete the link "
-                            "and start both sides again",
-                            err);
-            throw_error(role() + ": cannot open " + path.string(),
-                        err == EACCES ? "the " + opts_.peer + "'s files must be readable by this user"
-                                      : "",
-                        err);
-        }
-        auto bad = [&](const std::string& what) -> void {
-            throw_invalid(role() + ": " + path.string() + ": " + what,
-                          "it was not written by this version of rcq's file handshake; if it is a "
-                          "leftover, delete it and start both sides again",
-                          EPROTO);
-        };
-        struct stat st{};
-        if (::fstat(fd.get(), &st) != 0) throw_error(role() + ": fstat of " + path.string());
-        if (!S_ISREG(st.st_mode)) bad("not a regular file");
-        // Both sides run as the same user (the files are 0600): a file that
-        // another user owns was planted by someone else.
-        if (st.st_uid != ::geteuid())
-            throw_error(role() + ": " + path.string() + " is owned by uid " +
-                            std::to_string(st.st_uid) + ", not by this user (uid " +
-                            std::to_string(::geteuid()) + "); refused",
-                        "run both sides as the same user; if the file is a leftover of another "
-                        "user, delete it or use another folder or session",
-                        EPERM);
-        if (static_cast<std::uintmax_t>(st.st_size) > max_file_size)
-            bad(std::to_string(st.st_size) + " bytes is too large for a handshake file (at most " +
-                std::to_string(max_file_size) + ")");
-        std::string text(max_file_size + 1, '\0');
-        std::size_t got = 0;
-        while (got < text.size()) {
-            ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                if (errno == ESTALE) return std::nullopt;
-                throw_error(role() + ": reading " + path.string());
-            }
-            if (n == 0) break;
-            got += static_cast<std::size_t>(n);
-        }
-        if (got > max_file_size)
-            bad("more than " + std::to_string(max_file_size) + " bytes, too large for a handshake file");
-        text.resize(got);
-        return detail::parse_file_record(text, kind, opts_.session, opts_.peer,
+        auto text = detail::read_peer_text(path, max_file_size, role(), "the " + opts_.peer);
+        if (!text) return std::nullopt;
+        return detail::parse_file_record(*text, kind, opts_.session, opts_.peer,
                                          role() + ": " + path.string());
     }
 
-    void pause(const deadline& dl) const {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(dl.at() - deadline::clock::now());
-        if (left > std::chrono::milliseconds::zero())
-            std::this_thread::sleep_for(std::min(opts_.poll_interval, left));
-    }
+    void pause(const deadline& dl) const { detail::pause_until(dl, opts_.poll_interval); }
 
     options opts_;
     detail::handshake_auth auth_;
