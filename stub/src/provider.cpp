@@ -27,6 +27,17 @@ struct provider::device {
     ibv_srq srq{};
     int completions_per_poll = 1;
     std::uint64_t next_wc_id = 0;
+    // complete_posted(): a ring of the completions to give back.
+    bool complete_posted = false;
+    ibv_wc_status complete_with = IBV_WC_SUCCESS;
+    struct posted {
+        std::uint64_t wr_id;
+        ibv_wc_opcode opcode;
+        std::uint32_t bytes;
+        ibv_wc_status status;
+    };
+    posted ring[provider::posted_capacity]{};
+    std::size_t ring_head = 0, ring_size = 0;
     tally counts{};
     alignas(4096) std::byte memory[memory_size]{};
 };
@@ -49,8 +60,34 @@ void mix_sges(std::uint64_t& h, const ibv_sge* sges, int n) noexcept {
     }
 }
 
-int stub_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** /*bad*/) {
-    tally& t = device_of(qp->context).counts;
+std::uint32_t total_length(const ibv_sge* sges, int n) noexcept {
+    std::uint32_t bytes = 0;
+    for (int i = 0; i < n; ++i) bytes += sges[i].length;
+    return bytes;
+}
+
+// Queues a completion for complete_posted(); false when the ring is full.
+bool queue_completion(device& d, std::uint64_t id, ibv_wc_opcode op, std::uint32_t bytes) noexcept {
+    if (d.ring_size == provider::posted_capacity) return false;
+    d.ring[(d.ring_head + d.ring_size++) % provider::posted_capacity] = {id, op, bytes,
+                                                                         d.complete_with};
+    return true;
+}
+
+ibv_wc_opcode completion_opcode(ibv_wr_opcode op) noexcept {
+    switch (op) {
+    case IBV_WR_RDMA_WRITE:
+    case IBV_WR_RDMA_WRITE_WITH_IMM: return IBV_WC_RDMA_WRITE;
+    case IBV_WR_RDMA_READ: return IBV_WC_RDMA_READ;
+    case IBV_WR_ATOMIC_CMP_AND_SWP: return IBV_WC_COMP_SWAP;
+    case IBV_WR_ATOMIC_FETCH_AND_ADD: return IBV_WC_FETCH_ADD;
+    default: return IBV_WC_SEND;
+    }
+}
+
+int stub_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
+    device& d = device_of(qp->context);
+    tally& t = d.counts;
     ++t.post_send_calls;
     for (; wr != nullptr; wr = wr->next) {
         ++t.send_wrs;
@@ -60,17 +97,29 @@ int stub_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** /*bad*/) {
         mix(t.fingerprint, wr->wr.rdma.remote_addr);
         mix(t.fingerprint, wr->wr.rdma.rkey);
         mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
+        if (d.complete_posted && (wr->send_flags & IBV_SEND_SIGNALED) &&
+            !queue_completion(d, wr->wr_id, completion_opcode(wr->opcode),
+                              total_length(wr->sg_list, wr->num_sge))) {
+            *bad = wr;
+            return ENOMEM;
+        }
     }
     return 0;
 }
 
-int stub_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** /*bad*/) {
-    tally& t = device_of(qp->context).counts;
+int stub_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
+    device& d = device_of(qp->context);
+    tally& t = d.counts;
     ++t.post_recv_calls;
     for (; wr != nullptr; wr = wr->next) {
         ++t.recv_wrs;
         mix(t.fingerprint, wr->wr_id);
         mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
+        if (d.complete_posted &&
+            !queue_completion(d, wr->wr_id, IBV_WC_RECV, total_length(wr->sg_list, wr->num_sge))) {
+            *bad = wr;
+            return ENOMEM;
+        }
     }
     return 0;
 }
@@ -87,7 +136,24 @@ int stub_post_srq_recv(ibv_srq* srq, ibv_recv_wr* wr, ibv_recv_wr** /*bad*/) {
 
 int stub_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
     device& d = device_of(cq->context);
-    const int n = std::max(0, std::min(num_entries, d.completions_per_poll));
+    int n = std::max(0, std::min(num_entries, d.completions_per_poll));
+    if (d.complete_posted) {
+        n = std::min(n, static_cast<int>(d.ring_size));
+        for (int i = 0; i < n; ++i) {
+            const device::posted& p = d.ring[d.ring_head];
+            d.ring_head = (d.ring_head + 1) % provider::posted_capacity;
+            --d.ring_size;
+            wc[i] = ibv_wc{};
+            wc[i].wr_id = p.wr_id;
+            wc[i].status = p.status;
+            wc[i].opcode = p.opcode;
+            wc[i].byte_len = p.bytes;
+            wc[i].qp_num = d.qp.qp_num;
+        }
+        ++d.counts.poll_calls;
+        d.counts.completions += static_cast<std::uint64_t>(n);
+        return n;
+    }
     for (int i = 0; i < n; ++i) {
         wc[i] = ibv_wc{};
         wc[i].wr_id = d.next_wc_id++;
@@ -108,6 +174,13 @@ int stub_req_notify_cq(ibv_cq* cq, int /*solicited_only*/) {
 template <class Fn>
 Fn next_definition(const char* name) noexcept {
     return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
+
+// A QP moved to ERROR: what is still queued completes as flushed.
+void flush(ibv_context* ctx) noexcept {
+    device& d = device_of(ctx);
+    for (std::size_t i = 0; i < d.ring_size; ++i)
+        d.ring[(d.ring_head + i) % provider::posted_capacity].status = IBV_WC_WR_FLUSH_ERR;
 }
 
 [[noreturn]] void refuse(const char* verb) noexcept {
@@ -181,6 +254,11 @@ region provider::memory() const noexcept {
     return {dev_->memory, memory_size, 0x1c0de, 0x2c0de};
 }
 void provider::completions_per_poll(int n) noexcept { dev_->completions_per_poll = n; }
+void provider::complete_with(ibv_wc_status status) noexcept { dev_->complete_with = status; }
+void provider::complete_posted(bool on) noexcept {
+    dev_->complete_posted = on;
+    dev_->ring_head = dev_->ring_size = 0;
+}
 const tally& provider::counts() const noexcept { return dev_->counts; }
 void provider::reset_counts() noexcept {
     dev_->counts = {};
@@ -221,6 +299,19 @@ extern "C" int ibv_query_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask,
     using fn = int (*)(ibv_qp*, ibv_qp_attr*, int, ibv_qp_init_attr*);
     static const fn real = rcq::stub::next_definition<fn>("ibv_query_qp");
     return real != nullptr ? real(qp, attr, attr_mask, init_attr) : ENOSYS;
+}
+
+extern "C" int ibv_modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask) {
+    if (qp != nullptr && provider::is_stub(qp->context)) {
+        if (attr_mask & IBV_QP_STATE) {
+            qp->state = attr->qp_state;
+            if (attr->qp_state == IBV_QPS_ERR) rcq::stub::flush(qp->context);
+        }
+        return 0;
+    }
+    using fn = int (*)(ibv_qp*, ibv_qp_attr*, int);
+    static const fn real = rcq::stub::next_definition<fn>("ibv_modify_qp");
+    return real != nullptr ? real(qp, attr, attr_mask) : ENOSYS;
 }
 
 extern "C" ibv_comp_channel* ibv_create_comp_channel(ibv_context* context) {
