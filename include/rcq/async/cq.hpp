@@ -120,6 +120,7 @@ private:
 
     static constexpr bool evented = detail::channel_poll<Poll>;
     static constexpr unsigned spins = detail::async_spins<Poll>();
+    static constexpr int inline_polls = 16;
     using descriptor = boost::asio::posix::basic_stream_descriptor<executor_type>;
 
     detail::async_cq_core& core() noexcept { return core_; }
@@ -160,9 +161,15 @@ private:
         return true;
     }
 
+    // Polls again at once while completions keep coming (up to a bound, so
+    // that other handlers get their turn), and posts itself otherwise.
     void on_poll() noexcept {
-        const int n = core_.drain();
-        if (idle()) return;
+        int n = 0;
+        for (int round = 0; round < inline_polls; ++round) {
+            n = core_.drain();
+            if (idle()) return;
+            if (n <= 0) break;
+        }
         if constexpr (evented) {
             empty_polls_ = n > 0 ? 0 : empty_polls_ + 1;
             if (empty_polls_ >= spins) {

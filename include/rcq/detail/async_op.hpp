@@ -26,6 +26,8 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
+#include <type_traits>
 #include <utility>
 
 namespace rcq::detail {
@@ -167,19 +169,39 @@ template <class Handler>
 using async_handler_allocator =
     boost::asio::associated_allocator_t<Handler, boost::asio::recycling_allocator<void>>;
 
+/// Whether `ex` is the io_context executor `io` (directly, or inside a
+/// type-erased executor such as any_io_executor, which coroutines use).
+template <class Executor>
+bool is_io_executor(const Executor& ex, const async_executor& io) noexcept {
+    if constexpr (std::is_same_v<Executor, async_executor>) {
+        return ex == io;
+    } else if constexpr (requires { ex.template target<async_executor>(); }) {
+        const async_executor* target = ex.template target<async_executor>();
+        return target != nullptr && *target == io;
+    } else {
+        return false;
+    }
+}
+
 /// One operation with its handler, allocated with the handler's allocator.
+///
+/// Its handler runs as Asio's own operations run theirs: when the handler's
+/// executor is the io_context that delivers the completion, and the
+/// completion is found on that io_context's thread, it is invoked there and
+/// then (the io_context is kept running by the CQ's pending poll or wait, so
+/// no outstanding work is counted for it); otherwise outstanding work is
+/// counted on the handler's executor from initiation, and the handler is
+/// dispatched to it.
 template <class Result, class Handler>
 class async_op_impl : public async_op {
     using allocator_type = typename std::allocator_traits<
         async_handler_allocator<Handler>>::template rebind_alloc<async_op_impl>;
+    using handler_executor = boost::asio::associated_executor_t<Handler, async_executor>;
     using work_type = std::decay_t<decltype(boost::asio::prefer(
-        boost::asio::get_associated_executor(std::declval<Handler&>(),
-                                             std::declval<const async_executor&>()),
-        boost::asio::execution::outstanding_work.tracked))>;
+        std::declval<const handler_executor&>(), boost::asio::execution::outstanding_work.tracked))>;
 
 public:
-    /// A new operation owning `handler`; it keeps the handler's executor busy
-    /// (outstanding work) until it completes.
+    /// A new operation owning `handler`.
     static async_op_impl* make(Handler&& handler, async_qp_core* owner, std::uint64_t aux,
                                const async_executor& io) {
         allocator_type alloc(boost::asio::get_associated_allocator(
@@ -197,9 +219,11 @@ public:
 private:
     async_op_impl(Handler&& handler, async_qp_core* owner, std::uint64_t aux,
                   const async_executor& io)
-        : async_op{&finish, owner, aux}, handler_(std::move(handler)),
-          work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, io),
-                                    boost::asio::execution::outstanding_work.tracked)) {}
+        : async_op{&finish, owner, aux}, handler_(std::move(handler)), io_(io) {
+        const handler_executor ex = boost::asio::get_associated_executor(handler_, io);
+        if (!is_io_executor(ex, io))
+            work_.emplace(boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked));
+    }
 
     // The memory goes back to the allocator before the handler runs, so the
     // handler may start the next operation in the same block.
@@ -208,21 +232,28 @@ private:
         auto* self = static_cast<async_op_impl*>(base);
         const typename Result::type result = Result::get(wc, self->aux);
         Handler handler(std::move(self->handler_));
-        work_type work(std::move(self->work_));
+        std::optional<work_type> work(std::move(self->work_));
+        const async_executor io = self->io_;
         auto slot = boost::asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) slot.clear();
         allocator_type alloc(boost::asio::get_associated_allocator(
             handler, boost::asio::recycling_allocator<void>()));
         self->~async_op_impl();
         std::allocator_traits<allocator_type>::deallocate(alloc, self, 1);
-        if (deferred)
-            boost::asio::post(work, boost::asio::append(std::move(handler), ec, result));
-        else
-            boost::asio::dispatch(work, boost::asio::append(std::move(handler), ec, result));
+        if (!work && !deferred && io.running_in_this_thread()) [[likely]] {
+            std::move(handler)(ec, result);
+        } else if (deferred) {
+            const handler_executor ex = boost::asio::get_associated_executor(handler, io);
+            boost::asio::post(ex, boost::asio::append(std::move(handler), ec, result));
+        } else {
+            const handler_executor ex = boost::asio::get_associated_executor(handler, io);
+            boost::asio::dispatch(ex, boost::asio::append(std::move(handler), ec, result));
+        }
     }
 
     Handler handler_;
-    work_type work_;
+    async_executor io_;
+    std::optional<work_type> work_;
 };
 
 } // namespace rcq::detail
