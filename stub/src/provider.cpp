@@ -27,18 +27,19 @@ struct provider::device {
     ibv_srq srq{};
     int completions_per_poll = 1;
     std::uint64_t next_wc_id = 0;
-    // complete_posted(): a ring of the completions to give back.
-    bool complete_posted = false;
-    ibv_wc_status complete_with = IBV_WC_SUCCESS;
+    tally counts{};
+    // complete_posted(): a ring of the completions to give back, filled and
+    // emptied by data-path functions of their own (the ops table is switched),
+    // so that the default ones, which the overhead test counts, are unchanged.
     struct posted {
         std::uint64_t wr_id;
         ibv_wc_opcode opcode;
         std::uint32_t bytes;
         ibv_wc_status status;
     };
+    ibv_wc_status complete_with = IBV_WC_SUCCESS;
     posted ring[provider::posted_capacity]{};
     std::size_t ring_head = 0, ring_size = 0;
-    tally counts{};
     alignas(4096) std::byte memory[memory_size]{};
 };
 
@@ -60,13 +61,71 @@ void mix_sges(std::uint64_t& h, const ibv_sge* sges, int n) noexcept {
     }
 }
 
+int stub_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** /*bad*/) {
+    tally& t = device_of(qp->context).counts;
+    ++t.post_send_calls;
+    for (; wr != nullptr; wr = wr->next) {
+        ++t.send_wrs;
+        if (wr->send_flags & IBV_SEND_SIGNALED) ++t.signaled_sends;
+        mix(t.fingerprint, wr->wr_id);
+        mix(t.fingerprint, (std::uint64_t{wr->opcode} << 32) | wr->send_flags);
+        mix(t.fingerprint, wr->wr.rdma.remote_addr);
+        mix(t.fingerprint, wr->wr.rdma.rkey);
+        mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
+    }
+    return 0;
+}
+
+int stub_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** /*bad*/) {
+    tally& t = device_of(qp->context).counts;
+    ++t.post_recv_calls;
+    for (; wr != nullptr; wr = wr->next) {
+        ++t.recv_wrs;
+        mix(t.fingerprint, wr->wr_id);
+        mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
+    }
+    return 0;
+}
+
+int stub_post_srq_recv(ibv_srq* srq, ibv_recv_wr* wr, ibv_recv_wr** /*bad*/) {
+    tally& t = device_of(srq->context).counts;
+    for (; wr != nullptr; wr = wr->next) {
+        ++t.srq_recv_wrs;
+        mix(t.fingerprint, wr->wr_id);
+        mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
+    }
+    return 0;
+}
+
+int stub_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
+    device& d = device_of(cq->context);
+    const int n = std::max(0, std::min(num_entries, d.completions_per_poll));
+    for (int i = 0; i < n; ++i) {
+        wc[i] = ibv_wc{};
+        wc[i].wr_id = d.next_wc_id++;
+        wc[i].status = IBV_WC_SUCCESS;
+        wc[i].opcode = IBV_WC_SEND;
+        wc[i].qp_num = d.qp.qp_num;
+    }
+    ++d.counts.poll_calls;
+    d.counts.completions += static_cast<std::uint64_t>(n);
+    return n;
+}
+
+int stub_req_notify_cq(ibv_cq* cq, int /*solicited_only*/) {
+    ++device_of(cq->context).counts.notify_calls;
+    return 0;
+}
+
+// -- complete_posted(): the same counting, plus a completion per request -------
+
 std::uint32_t total_length(const ibv_sge* sges, int n) noexcept {
     std::uint32_t bytes = 0;
     for (int i = 0; i < n; ++i) bytes += sges[i].length;
     return bytes;
 }
 
-// Queues a completion for complete_posted(); false when the ring is full.
+// Queues a completion; false when the ring is full.
 bool queue_completion(device& d, std::uint64_t id, ibv_wc_opcode op, std::uint32_t bytes) noexcept {
     if (d.ring_size == provider::posted_capacity) return false;
     d.ring[(d.ring_head + d.ring_size++) % provider::posted_capacity] = {id, op, bytes,
@@ -85,80 +144,53 @@ ibv_wc_opcode completion_opcode(ibv_wr_opcode op) noexcept {
     }
 }
 
-int stub_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
+// Posts one request at a time, so that a full ring stops at the request
+// that did not fit, as a full queue would.
+int stub_completing_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
     device& d = device_of(qp->context);
-    tally& t = d.counts;
-    ++t.post_send_calls;
     for (; wr != nullptr; wr = wr->next) {
-        ++t.send_wrs;
-        if (wr->send_flags & IBV_SEND_SIGNALED) ++t.signaled_sends;
-        mix(t.fingerprint, wr->wr_id);
-        mix(t.fingerprint, (std::uint64_t{wr->opcode} << 32) | wr->send_flags);
-        mix(t.fingerprint, wr->wr.rdma.remote_addr);
-        mix(t.fingerprint, wr->wr.rdma.rkey);
-        mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
-        if (d.complete_posted && (wr->send_flags & IBV_SEND_SIGNALED) &&
-            !queue_completion(d, wr->wr_id, completion_opcode(wr->opcode),
-                              total_length(wr->sg_list, wr->num_sge))) {
+        ibv_send_wr one = *wr;
+        one.next = nullptr;
+        if ((wr->send_flags & IBV_SEND_SIGNALED) && d.ring_size == provider::posted_capacity) {
             *bad = wr;
             return ENOMEM;
         }
+        stub_post_send(qp, &one, bad);
+        if (wr->send_flags & IBV_SEND_SIGNALED)
+            queue_completion(d, wr->wr_id, completion_opcode(wr->opcode),
+                             total_length(wr->sg_list, wr->num_sge));
     }
     return 0;
 }
 
-int stub_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
+int stub_completing_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
     device& d = device_of(qp->context);
-    tally& t = d.counts;
-    ++t.post_recv_calls;
     for (; wr != nullptr; wr = wr->next) {
-        ++t.recv_wrs;
-        mix(t.fingerprint, wr->wr_id);
-        mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
-        if (d.complete_posted &&
-            !queue_completion(d, wr->wr_id, IBV_WC_RECV, total_length(wr->sg_list, wr->num_sge))) {
+        ibv_recv_wr one = *wr;
+        one.next = nullptr;
+        if (d.ring_size == provider::posted_capacity) {
             *bad = wr;
             return ENOMEM;
         }
+        stub_post_recv(qp, &one, bad);
+        queue_completion(d, wr->wr_id, IBV_WC_RECV, total_length(wr->sg_list, wr->num_sge));
     }
     return 0;
 }
 
-int stub_post_srq_recv(ibv_srq* srq, ibv_recv_wr* wr, ibv_recv_wr** /*bad*/) {
-    tally& t = device_of(srq->context).counts;
-    for (; wr != nullptr; wr = wr->next) {
-        ++t.srq_recv_wrs;
-        mix(t.fingerprint, wr->wr_id);
-        mix_sges(t.fingerprint, wr->sg_list, wr->num_sge);
-    }
-    return 0;
-}
-
-int stub_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
+int stub_completing_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
     device& d = device_of(cq->context);
     int n = std::max(0, std::min(num_entries, d.completions_per_poll));
-    if (d.complete_posted) {
-        n = std::min(n, static_cast<int>(d.ring_size));
-        for (int i = 0; i < n; ++i) {
-            const device::posted& p = d.ring[d.ring_head];
-            d.ring_head = (d.ring_head + 1) % provider::posted_capacity;
-            --d.ring_size;
-            wc[i] = ibv_wc{};
-            wc[i].wr_id = p.wr_id;
-            wc[i].status = p.status;
-            wc[i].opcode = p.opcode;
-            wc[i].byte_len = p.bytes;
-            wc[i].qp_num = d.qp.qp_num;
-        }
-        ++d.counts.poll_calls;
-        d.counts.completions += static_cast<std::uint64_t>(n);
-        return n;
-    }
+    n = std::min(n, static_cast<int>(d.ring_size));
     for (int i = 0; i < n; ++i) {
+        const device::posted& p = d.ring[d.ring_head];
+        d.ring_head = (d.ring_head + 1) % provider::posted_capacity;
+        --d.ring_size;
         wc[i] = ibv_wc{};
-        wc[i].wr_id = d.next_wc_id++;
-        wc[i].status = IBV_WC_SUCCESS;
-        wc[i].opcode = IBV_WC_SEND;
+        wc[i].wr_id = p.wr_id;
+        wc[i].status = p.status;
+        wc[i].opcode = p.opcode;
+        wc[i].byte_len = p.bytes;
         wc[i].qp_num = d.qp.qp_num;
     }
     ++d.counts.poll_calls;
@@ -166,21 +198,16 @@ int stub_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
     return n;
 }
 
-int stub_req_notify_cq(ibv_cq* cq, int /*solicited_only*/) {
-    ++device_of(cq->context).counts.notify_calls;
-    return 0;
-}
-
-template <class Fn>
-Fn next_definition(const char* name) noexcept {
-    return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
-}
-
 // A QP moved to ERROR: what is still queued completes as flushed.
 void flush(ibv_context* ctx) noexcept {
     device& d = device_of(ctx);
     for (std::size_t i = 0; i < d.ring_size; ++i)
         d.ring[(d.ring_head + i) % provider::posted_capacity].status = IBV_WC_WR_FLUSH_ERR;
+}
+
+template <class Fn>
+Fn next_definition(const char* name) noexcept {
+    return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
 }
 
 [[noreturn]] void refuse(const char* verb) noexcept {
@@ -254,18 +281,22 @@ region provider::memory() const noexcept {
     return {dev_->memory, memory_size, 0x1c0de, 0x2c0de};
 }
 void provider::completions_per_poll(int n) noexcept { dev_->completions_per_poll = n; }
-void provider::complete_with(ibv_wc_status status) noexcept { dev_->complete_with = status; }
 void provider::complete_posted(bool on) noexcept {
-    dev_->complete_posted = on;
-    dev_->ring_head = dev_->ring_size = 0;
+    device& d = *dev_;
+    d.ring_head = d.ring_size = 0;
+    d.context.ops.post_send = on ? stub_completing_post_send : stub_post_send;
+    d.context.ops.post_recv = on ? stub_completing_post_recv : stub_post_recv;
+    d.context.ops.poll_cq = on ? stub_completing_poll_cq : stub_poll_cq;
 }
+void provider::complete_with(ibv_wc_status status) noexcept { dev_->complete_with = status; }
 const tally& provider::counts() const noexcept { return dev_->counts; }
 void provider::reset_counts() noexcept {
     dev_->counts = {};
     dev_->next_wc_id = 0;
 }
 bool provider::is_stub(const ibv_context* ctx) noexcept {
-    return ctx != nullptr && ctx->ops.post_send == &stub_post_send;
+    return ctx != nullptr &&
+           (ctx->ops.post_send == &stub_post_send || ctx->ops.post_send == &stub_completing_post_send);
 }
 
 } // namespace rcq::stub
