@@ -28,6 +28,18 @@ struct provider::device {
     int completions_per_poll = 1;
     std::uint64_t next_wc_id = 0;
     tally counts{};
+    // complete_posted(): a ring of the completions to give back, filled and
+    // emptied by data-path functions of their own (the ops table is switched),
+    // so that the default ones, which the overhead test counts, are unchanged.
+    struct posted {
+        std::uint64_t wr_id;
+        ibv_wc_opcode opcode;
+        std::uint32_t bytes;
+        ibv_wc_status status;
+    };
+    ibv_wc_status complete_with = IBV_WC_SUCCESS;
+    posted ring[provider::posted_capacity]{};
+    std::size_t ring_head = 0, ring_size = 0;
     alignas(4096) std::byte memory[memory_size]{};
 };
 
@@ -103,6 +115,94 @@ int stub_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
 int stub_req_notify_cq(ibv_cq* cq, int /*solicited_only*/) {
     ++device_of(cq->context).counts.notify_calls;
     return 0;
+}
+
+// -- complete_posted(): the same counting, plus a completion per request -------
+
+std::uint32_t total_length(const ibv_sge* sges, int n) noexcept {
+    std::uint32_t bytes = 0;
+    for (int i = 0; i < n; ++i) bytes += sges[i].length;
+    return bytes;
+}
+
+// Queues a completion; false when the ring is full.
+bool queue_completion(device& d, std::uint64_t id, ibv_wc_opcode op, std::uint32_t bytes) noexcept {
+    if (d.ring_size == provider::posted_capacity) return false;
+    d.ring[(d.ring_head + d.ring_size++) % provider::posted_capacity] = {id, op, bytes,
+                                                                         d.complete_with};
+    return true;
+}
+
+ibv_wc_opcode completion_opcode(ibv_wr_opcode op) noexcept {
+    switch (op) {
+    case IBV_WR_RDMA_WRITE:
+    case IBV_WR_RDMA_WRITE_WITH_IMM: return IBV_WC_RDMA_WRITE;
+    case IBV_WR_RDMA_READ: return IBV_WC_RDMA_READ;
+    case IBV_WR_ATOMIC_CMP_AND_SWP: return IBV_WC_COMP_SWAP;
+    case IBV_WR_ATOMIC_FETCH_AND_ADD: return IBV_WC_FETCH_ADD;
+    default: return IBV_WC_SEND;
+    }
+}
+
+// Posts one request at a time, so that a full ring stops at the request
+// that did not fit, as a full queue would.
+int stub_completing_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
+    device& d = device_of(qp->context);
+    for (; wr != nullptr; wr = wr->next) {
+        ibv_send_wr one = *wr;
+        one.next = nullptr;
+        if ((wr->send_flags & IBV_SEND_SIGNALED) && d.ring_size == provider::posted_capacity) {
+            *bad = wr;
+            return ENOMEM;
+        }
+        stub_post_send(qp, &one, bad);
+        if (wr->send_flags & IBV_SEND_SIGNALED)
+            queue_completion(d, wr->wr_id, completion_opcode(wr->opcode),
+                             total_length(wr->sg_list, wr->num_sge));
+    }
+    return 0;
+}
+
+int stub_completing_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
+    device& d = device_of(qp->context);
+    for (; wr != nullptr; wr = wr->next) {
+        ibv_recv_wr one = *wr;
+        one.next = nullptr;
+        if (d.ring_size == provider::posted_capacity) {
+            *bad = wr;
+            return ENOMEM;
+        }
+        stub_post_recv(qp, &one, bad);
+        queue_completion(d, wr->wr_id, IBV_WC_RECV, total_length(wr->sg_list, wr->num_sge));
+    }
+    return 0;
+}
+
+int stub_completing_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) {
+    device& d = device_of(cq->context);
+    int n = std::max(0, std::min(num_entries, d.completions_per_poll));
+    n = std::min(n, static_cast<int>(d.ring_size));
+    for (int i = 0; i < n; ++i) {
+        const device::posted& p = d.ring[d.ring_head];
+        d.ring_head = (d.ring_head + 1) % provider::posted_capacity;
+        --d.ring_size;
+        wc[i] = ibv_wc{};
+        wc[i].wr_id = p.wr_id;
+        wc[i].status = p.status;
+        wc[i].opcode = p.opcode;
+        wc[i].byte_len = p.bytes;
+        wc[i].qp_num = d.qp.qp_num;
+    }
+    ++d.counts.poll_calls;
+    d.counts.completions += static_cast<std::uint64_t>(n);
+    return n;
+}
+
+// A QP moved to ERROR: what is still queued completes as flushed.
+void flush(ibv_context* ctx) noexcept {
+    device& d = device_of(ctx);
+    for (std::size_t i = 0; i < d.ring_size; ++i)
+        d.ring[(d.ring_head + i) % provider::posted_capacity].status = IBV_WC_WR_FLUSH_ERR;
 }
 
 template <class Fn>
@@ -181,13 +281,22 @@ region provider::memory() const noexcept {
     return {dev_->memory, memory_size, 0x1c0de, 0x2c0de};
 }
 void provider::completions_per_poll(int n) noexcept { dev_->completions_per_poll = n; }
+void provider::complete_posted(bool on) noexcept {
+    device& d = *dev_;
+    d.ring_head = d.ring_size = 0;
+    d.context.ops.post_send = on ? stub_completing_post_send : stub_post_send;
+    d.context.ops.post_recv = on ? stub_completing_post_recv : stub_post_recv;
+    d.context.ops.poll_cq = on ? stub_completing_poll_cq : stub_poll_cq;
+}
+void provider::complete_with(ibv_wc_status status) noexcept { dev_->complete_with = status; }
 const tally& provider::counts() const noexcept { return dev_->counts; }
 void provider::reset_counts() noexcept {
     dev_->counts = {};
     dev_->next_wc_id = 0;
 }
 bool provider::is_stub(const ibv_context* ctx) noexcept {
-    return ctx != nullptr && ctx->ops.post_send == &stub_post_send;
+    return ctx != nullptr &&
+           (ctx->ops.post_send == &stub_post_send || ctx->ops.post_send == &stub_completing_post_send);
 }
 
 } // namespace rcq::stub
@@ -221,6 +330,19 @@ extern "C" int ibv_query_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask,
     using fn = int (*)(ibv_qp*, ibv_qp_attr*, int, ibv_qp_init_attr*);
     static const fn real = rcq::stub::next_definition<fn>("ibv_query_qp");
     return real != nullptr ? real(qp, attr, attr_mask, init_attr) : ENOSYS;
+}
+
+extern "C" int ibv_modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask) {
+    if (qp != nullptr && provider::is_stub(qp->context)) {
+        if (attr_mask & IBV_QP_STATE) {
+            qp->state = attr->qp_state;
+            if (attr->qp_state == IBV_QPS_ERR) rcq::stub::flush(qp->context);
+        }
+        return 0;
+    }
+    using fn = int (*)(ibv_qp*, ibv_qp_attr*, int);
+    static const fn real = rcq::stub::next_definition<fn>("ibv_modify_qp");
+    return real != nullptr ? real(qp, attr, attr_mask) : ENOSYS;
 }
 
 extern "C" ibv_comp_channel* ibv_create_comp_channel(ibv_context* context) {

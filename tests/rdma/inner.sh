@@ -82,6 +82,14 @@ if [ -x "$examples/rdma_server" ]; then
         "$examples/rdma_write_read server" "$examples/rdma_write_read client $ip" 'done'
 fi
 
+if [ -x "$examples/async_echo" ]; then
+    run_pair "examples: async_echo (coroutines on one io_context), busy poll" \
+        "$examples/async_echo server" "$examples/async_echo client $ip" 'async echo: 100 messages of 4096 bytes'
+    run_pair "examples: async_echo, blocking poll against adaptive, 2 B" \
+        "$examples/async_echo server --poll=blocking -s 2" \
+        "$examples/async_echo client $ip --poll=adaptive -s 2" 'async echo: 100 messages of 2 bytes'
+fi
+
 if [ -x "$examples/hello_server" ]; then
     # The README's server/client pair, then its troubleshooting table.
     logs=$(mktemp -d)

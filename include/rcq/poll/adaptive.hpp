@@ -48,6 +48,12 @@ public:
     /// One line for the connection's narration.
     static const char* describe() noexcept { return "adaptive: spin, then block"; }
 
+    /// Polls before sleeping (an rcq::async_cq polls this many times from
+    /// posted handlers before it waits for the channel).
+    static constexpr unsigned spins = Spins;
+    /// The completion channel its CQs are bound to.
+    ibv_comp_channel* channel() const noexcept { return blocking_.channel(); }
+
 private:
     blocking blocking_;
 };

@@ -91,6 +91,10 @@ public:
     /// For the narration.
     static const char* describe() noexcept { return "blocking on a completion channel"; }
 
+    /// The completion channel (non-blocking) its CQs are bound to; an
+    /// rcq::async_cq waits for its descriptor in an io_context.
+    ibv_comp_channel* channel() const noexcept { return channel_; }
+
 private:
     // Takes one event from the channel and re-arms the CQ it came from (not
     // necessarily the one being waited on: if that other CQ were left

@@ -14,7 +14,9 @@
 //
 // What it is not: an RDMA device. Nothing is sent, nothing is received, no
 // memory is registered (the keys are made up), no QP changes state; a poll
-// returns made-up successful completions (completions_per_poll). A program
+// returns made-up successful completions (completions_per_poll), or, when
+// asked (complete_posted), one successful completion per signaled send and
+// per receive posted, in posting order, with the request's wr_id. A program
 // that works on the stub proves nothing about RDMA; test that on a device
 // (tests/softroce runs rxe0 in a VM).
 //
@@ -22,7 +24,9 @@
 // the provider through a table private to libibverbs, which a context made
 // in memory does not have. The few of them rcq calls on the objects used here
 // (ibv_query_qp from rcq::send_queue, ibv_create/destroy_comp_channel from
-// rcq::poll::blocking) are therefore interposed by the stub's source file:
+// rcq::poll::blocking, ibv_modify_qp from a transition) are therefore
+// interposed by the stub's source file (ibv_modify_qp to ERROR flushes what
+// complete_posted() still holds: those completions turn IBV_WC_WR_FLUSH_ERR):
 // for a stub object they answer themselves, for anything else they hand over
 // to libibverbs. ibv_destroy_qp/cq/srq on a stub object abort with a
 // message, since the stub, not the caller, owns those objects; see rts_qp
@@ -132,6 +136,19 @@ public:
     /// How many completions each poll_cq call returns (at most what the
     /// caller asked for); 1 at first. 0 makes every poll find the CQ empty.
     void completions_per_poll(int n) noexcept;
+
+    /// On: each poll_cq returns the completions of what was posted, in
+    /// order (a successful completion with the wr_id of each signaled send
+    /// and of each receive, opcode IBV_WC_SEND or IBV_WC_RECV, byte_len the
+    /// request's length), up to `completions_per_poll` at a time. At most
+    /// `posted_capacity` may wait to be polled; a post beyond that fails
+    /// with ENOMEM. Off (the default): made-up completions, as before.
+    void complete_posted(bool on) noexcept;
+    /// The status of the completions complete_posted() gives from now on
+    /// (IBV_WC_SUCCESS at first), e.g. to deliver a failure.
+    void complete_with(ibv_wc_status status) noexcept;
+    /// Completions complete_posted() can hold.
+    static constexpr std::size_t posted_capacity = 1024;
 
     /// What the provider was handed since the last reset.
     const tally& counts() const noexcept;
