@@ -102,8 +102,12 @@ struct no_handshake {
 /// know of it, to_rts(q, local, remote) brings it to RTS against the peer.
 ///
 /// Neither copyable nor movable: its QPs point at its PD, CQ and SRQ, so it
-/// must outlive them (and every rcq::peer made from it). Not thread safe;
-/// make_qp and the transitions from several threads need the caller's lock.
+/// must outlive them (and every rcq::peer made from it). make_qp,
+/// local_endpoint, to_rts and connect only read the resources and call
+/// verbs, which libibverbs makes thread safe: several threads may run them at
+/// once (one handshake per client, say) when narrate is nullptr or a stream
+/// that may be written from several threads (std::cout and std::clog are
+/// free of data races, though the lines of two threads may mix). Polling the CQ is one thread's job at a time.
 template <class... Policies>
 class resources {
     static_assert(!detail::any_handshake<Policies...>,

@@ -367,4 +367,76 @@ TEST(Peers, ConnectThroughTheTcpHandshakeOnSharedResources) {
     EXPECT_EQ(server.get(), "hello");
 }
 
+// make_qp, local_endpoint and to_rts only read the resources: four
+// handshakes at once on each side, each on its own thread.
+TEST(Peers, ConnectsOnSeveralThreadsAtOnceShareOneResources) {
+    constexpr std::size_t n = 4;
+    const char* ip = std::getenv("RCQ_IP");
+    const std::string host = ip != nullptr ? ip : "127.0.0.1";
+    shared_resources servers(options(n, 0)), clients(options(n, 0));
+    std::vector<rcq::handshake::tcp> listening;
+    for (std::size_t i = 0; i < n; ++i) listening.push_back(rcq::handshake::tcp::server(0, 20s));
+    std::vector<std::uint16_t> ports;
+    for (auto& l : listening) ports.push_back(l.port());
+    std::vector<std::future<rcq::peer<rcq::handshake::tcp>>> accepted, connected;
+    for (std::size_t i = 0; i < n; ++i) {
+        accepted.push_back(std::async(std::launch::async, [&, i] {
+            return servers.connect(std::move(listening[i]));
+        }));
+        connected.push_back(std::async(std::launch::async, [&, i] {
+            return clients.connect(rcq::handshake::tcp::client(host, ports[i], 20s));
+        }));
+    }
+    std::vector<rcq::peer<rcq::handshake::tcp>> server_side, client_side;
+    for (std::size_t i = 0; i < n; ++i) {
+        server_side.push_back(accepted[i].get());
+        client_side.push_back(connected[i].get());
+        EXPECT_EQ(server_side[i].remote().qpn, client_side[i].qp_num());
+        EXPECT_EQ(client_side[i].remote().qpn, server_side[i].qp_num());
+    }
+    // One message each way per pair, routed on each side's one CQ.
+    struct tally { std::size_t index = 0; std::size_t recvs = 0; };
+    std::vector<tally> s_tally(n), c_tally(n);
+    rcq::router<tally> s_routes(n), c_routes(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        s_tally[i].index = c_tally[i].index = i;
+        ASSERT_EQ(s_routes.add(server_side[i].qp_num(), s_tally[i]), 0);
+        ASSERT_EQ(c_routes.add(client_side[i].qp_num(), c_tally[i]), 0);
+        const ibv_sge s_sge = rcq::local(servers.buffer_policy(), i * 64, 64);
+        rcq::recv_wr s_wr(s_sge, i);
+        ASSERT_EQ(server_side[i].queue_pair().post_recv(s_wr), 0);
+    }
+    std::vector<std::future<void>> ready;
+    for (std::size_t i = 0; i < n; ++i)
+        ready.push_back(std::async(std::launch::async, [&, i] { server_side[i].ready(); }));
+    for (std::size_t i = 0; i < n; ++i) {
+        client_side[i].ready();
+        std::memset(clients.buffer().data() + 4096 + i * 64, static_cast<int>(0x40 + i), 64);
+        const ibv_sge sge = rcq::local(clients.buffer_policy(), 4096 + i * 64, 64);
+        rcq::send_op wr(sge, 100 + i);
+        ASSERT_EQ(client_side[i].queue_pair().post_send(wr), 0);
+    }
+    for (auto& r : ready) r.get();
+    std::size_t received = 0;
+    const rcq::deadline until = rcq::deadline::after(10s);
+    ibv_wc batch[8];
+    while (received < n && !until.expired()) {
+        const int got = s_routes.wait(
+            servers.poll_policy(), servers.completion_queue(), batch, until,
+            [&](tally& t, const ibv_wc& wc) {
+                EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+                EXPECT_EQ(wc.wr_id, t.index) << "routed to the wrong peer";
+                ++t.recvs;
+                ++received;
+            },
+            [](const ibv_wc& wc) { ADD_FAILURE() << "unknown QPN " << wc.qp_num; });
+        ASSERT_GE(got, 0);
+    }
+    ASSERT_EQ(received, n);
+    for (std::size_t i = 0; i < n; ++i) {
+        EXPECT_EQ(s_tally[i].recvs, 1u);
+        EXPECT_EQ(servers.buffer()[i * 64 + 63], static_cast<std::byte>(0x40 + i));
+    }
+}
+
 } // namespace
