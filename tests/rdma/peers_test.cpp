@@ -165,6 +165,11 @@ TEST(Peers, TheSrqPoolServesMoreMessagesThanItsDepthEveryByteChecked) {
     ASSERT_EQ(pool.posted(), slots);
     ASSERT_EQ(pool.repost(3), EALREADY) << "a posted slot must not be posted twice";
     ASSERT_EQ(pool.repost(slots), EINVAL);
+    ASSERT_EQ(pool.taken(slots), EINVAL);
+    ASSERT_TRUE(pool.bytes(slots).empty());
+    EXPECT_THROW(rcq::srq_pool(*shared, p.res.buffer(), 0, 1 << 20, 2), rcq::error)
+        << "slots beyond the memory";
+    EXPECT_THROW(rcq::srq_pool(*shared, p.res.buffer(), 0, 0, 2), rcq::error);
 
     // Message m goes from QP m % 4 to its partner; in flight at most `slots`,
     // so that a receive is always posted for it (reposted before counting).
@@ -201,6 +206,7 @@ TEST(Peers, TheSrqPoolServesMoreMessagesThanItsDepthEveryByteChecked) {
                 for (std::size_t b = 4; b < wc.byte_len; ++b)
                     ASSERT_EQ(bytes[b], pattern(m, b)) << "message " << m << " byte " << b;
                 ++seen[m];
+                ASSERT_EQ(pool.taken(slot), ENOENT) << "taken twice";
                 ASSERT_EQ(pool.repost(slot), 0);
                 ++received;
             },
@@ -238,8 +244,23 @@ TEST(Peers, TheSrqPoolServesMoreMessagesThanItsDepthEveryByteChecked) {
 TEST(Peers, TearingDownOnePeerRoutesItsFlushesToItAloneWhileTheOthersGoOn) {
     constexpr std::size_t qps = 6, size = 128;
     pairs p(qps, 0);
-    // QP 0 has 8 receives that will never be filled (its partner sends nothing).
+    // QP 1 goes first: with nothing outstanding, it has nothing to flush.
+    const auto first = rcq::tear_down(
+        std::move(p.qps[1]), p.routes, p.res.poll_policy(), p.res.completion_queue(),
+        [](session& s, const ibv_wc& wc) { s.got.push_back(wc); },
+        [](const ibv_wc& wc) { ADD_FAILURE() << "unknown QPN " << wc.qp_num; });
+    EXPECT_EQ(first.own, 0u);
+    EXPECT_EQ(first.others, 0u);
+    // QP 0 has 8 receives that will never be filled, and 4 sends (2 of them
+    // unsignaled) towards QP 1, which no longer answers: they stay in
+    // transport retries (about 0.5 s) until QP 0 goes to ERROR.
     for (std::size_t k = 0; k < 8; ++k) ASSERT_EQ(p.post_recv(0, k * size, size, 700 + k), 0);
+    for (std::size_t k = 0; k < 4; ++k) {
+        const ibv_sge sge = rcq::local(p.res.buffer_policy(), 8192 + k * size, size);
+        rcq::send_op wr(sge, 708 + k);
+        wr.signaled(k % 2 == 0);
+        ASSERT_EQ(p.qps[0].post_send(wr), 0);
+    }
     // Pairs 2-3 and 4-5 exchange while QP 0 is torn down.
     auto exchange = [&](std::size_t round) {
         for (std::size_t i = 2; i < qps; ++i) {
@@ -261,7 +282,7 @@ TEST(Peers, TearingDownOnePeerRoutesItsFlushesToItAloneWhileTheOthersGoOn) {
             if (s.index == 0) {
                 EXPECT_EQ(wc.status, IBV_WC_WR_FLUSH_ERR);
                 EXPECT_GE(wc.wr_id, 700u);
-                EXPECT_LT(wc.wr_id, 708u);
+                EXPECT_LT(wc.wr_id, 712u);
                 ++flushed_to_0;
             } else {
                 EXPECT_EQ(wc.status, IBV_WC_SUCCESS) << "session " << s.index << ": "
@@ -270,11 +291,13 @@ TEST(Peers, TearingDownOnePeerRoutesItsFlushesToItAloneWhileTheOthersGoOn) {
             s.got.push_back(wc);
         },
         [](const ibv_wc& wc) { ADD_FAILURE() << "unknown QPN " << wc.qp_num; });
-    EXPECT_EQ(torn.own, 8u);
-    EXPECT_EQ(flushed_to_0, 8u);
+    // Every receive and every send, the unsignaled ones included: in ERROR
+    // each work request completes.
+    EXPECT_EQ(torn.own, 12u);
+    EXPECT_EQ(flushed_to_0, 12u);
     EXPECT_EQ(torn.unknown, 0u);
     EXPECT_EQ(p.routes.find(p.sessions[0].qpn), nullptr) << "still routed after tear_down";
-    EXPECT_EQ(p.routes.size(), qps - 1);
+    EXPECT_EQ(p.routes.size(), qps - 2);
     std::cout << "[ info     ] teardown met " << torn.own << " flushes of its own and "
               << torn.others << " completions of the others\n";
 
@@ -285,7 +308,7 @@ TEST(Peers, TearingDownOnePeerRoutesItsFlushesToItAloneWhileTheOthersGoOn) {
             if (p.sessions[i].got.size() < 8) return false;
         return true;
     }));
-    for (std::size_t i = 1; i < qps; ++i)
+    for (std::size_t i = 2; i < qps; ++i)
         for (const ibv_wc& wc : p.sessions[i].got)
             EXPECT_EQ(wc.status, IBV_WC_SUCCESS) << "session " << i << ": " << ibv_wc_status_str(wc.status);
     EXPECT_TRUE(p.sessions[1].got.empty());
@@ -342,6 +365,78 @@ TEST(Peers, ConnectThroughTheTcpHandshakeOnSharedResources) {
     ASSERT_EQ(res.poll_policy().wait(res.completion_queue(), {&wc, 1}, rcq::deadline::after(10s)), 1);
     EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
     EXPECT_EQ(server.get(), "hello");
+}
+
+// make_qp, local_endpoint and to_rts only read the resources: four
+// handshakes at once on each side, each on its own thread.
+TEST(Peers, ConnectsOnSeveralThreadsAtOnceShareOneResources) {
+    constexpr std::size_t n = 4;
+    const char* ip = std::getenv("RCQ_IP");
+    const std::string host = ip != nullptr ? ip : "127.0.0.1";
+    shared_resources servers(options(n, 0)), clients(options(n, 0));
+    std::vector<rcq::handshake::tcp> listening;
+    for (std::size_t i = 0; i < n; ++i) listening.push_back(rcq::handshake::tcp::server(0, 20s));
+    std::vector<std::uint16_t> ports;
+    for (auto& l : listening) ports.push_back(l.port());
+    std::vector<std::future<rcq::peer<rcq::handshake::tcp>>> accepted, connected;
+    for (std::size_t i = 0; i < n; ++i) {
+        accepted.push_back(std::async(std::launch::async, [&, i] {
+            return servers.connect(std::move(listening[i]));
+        }));
+        connected.push_back(std::async(std::launch::async, [&, i] {
+            return clients.connect(rcq::handshake::tcp::client(host, ports[i], 20s));
+        }));
+    }
+    std::vector<rcq::peer<rcq::handshake::tcp>> server_side, client_side;
+    for (std::size_t i = 0; i < n; ++i) {
+        server_side.push_back(accepted[i].get());
+        client_side.push_back(connected[i].get());
+        EXPECT_EQ(server_side[i].remote().qpn, client_side[i].qp_num());
+        EXPECT_EQ(client_side[i].remote().qpn, server_side[i].qp_num());
+    }
+    // One message each way per pair, routed on each side's one CQ.
+    struct tally { std::size_t index = 0; std::size_t recvs = 0; };
+    std::vector<tally> s_tally(n), c_tally(n);
+    rcq::router<tally> s_routes(n), c_routes(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        s_tally[i].index = c_tally[i].index = i;
+        ASSERT_EQ(s_routes.add(server_side[i].qp_num(), s_tally[i]), 0);
+        ASSERT_EQ(c_routes.add(client_side[i].qp_num(), c_tally[i]), 0);
+        const ibv_sge s_sge = rcq::local(servers.buffer_policy(), i * 64, 64);
+        rcq::recv_wr s_wr(s_sge, i);
+        ASSERT_EQ(server_side[i].queue_pair().post_recv(s_wr), 0);
+    }
+    std::vector<std::future<void>> ready;
+    for (std::size_t i = 0; i < n; ++i)
+        ready.push_back(std::async(std::launch::async, [&, i] { server_side[i].ready(); }));
+    for (std::size_t i = 0; i < n; ++i) {
+        client_side[i].ready();
+        std::memset(clients.buffer().data() + 4096 + i * 64, static_cast<int>(0x40 + i), 64);
+        const ibv_sge sge = rcq::local(clients.buffer_policy(), 4096 + i * 64, 64);
+        rcq::send_op wr(sge, 100 + i);
+        ASSERT_EQ(client_side[i].queue_pair().post_send(wr), 0);
+    }
+    for (auto& r : ready) r.get();
+    std::size_t received = 0;
+    const rcq::deadline until = rcq::deadline::after(10s);
+    ibv_wc batch[8];
+    while (received < n && !until.expired()) {
+        const int got = s_routes.wait(
+            servers.poll_policy(), servers.completion_queue(), batch, until,
+            [&](tally& t, const ibv_wc& wc) {
+                EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+                EXPECT_EQ(wc.wr_id, t.index) << "routed to the wrong peer";
+                ++t.recvs;
+                ++received;
+            },
+            [](const ibv_wc& wc) { ADD_FAILURE() << "unknown QPN " << wc.qp_num; });
+        ASSERT_GE(got, 0);
+    }
+    ASSERT_EQ(received, n);
+    for (std::size_t i = 0; i < n; ++i) {
+        EXPECT_EQ(s_tally[i].recvs, 1u);
+        EXPECT_EQ(servers.buffer()[i * 64 + 63], static_cast<std::byte>(0x40 + i));
+    }
 }
 
 } // namespace
