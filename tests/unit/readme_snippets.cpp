@@ -65,3 +65,14 @@ void readme_authentication() {
     opts.remote_access = IBV_ACCESS_REMOTE_WRITE;
     rcq::connection<> conn(std::move(hs), opts);
 }
+
+struct readme_session {};
+
+// (unindented: the README shows these lines as they are)
+void readme_listener(rcq::router<readme_session>& routes, readme_session& session) {
+rcq::resources<rcq::poll::blocking> res({.max_qps = 64, .srq_depth = 256});
+rcq::listener server(res, 18515);
+auto p = server.accept(std::chrono::seconds{30});   // or try_accept(0ms) in a loop
+(void)routes.add(p.qp_num(), session);               // rcq::router
+p.ready();                                           // the client may send now
+}
