@@ -10,6 +10,7 @@
 
 #include <rcq/connection.hpp>
 
+#include <chrono>
 #include <iostream>
 #include <string>
 #include <unistd.h>
@@ -35,10 +36,17 @@ int run_client(const example::options& opt, std::size_t messages, std::size_t mo
     using namespace rcq;
     connection_options co = example::connection_options(opt);
     co.narrate = nullptr; // one line per client, not per step
+    const auto start = std::chrono::steady_clock::now();
     connection<Poll, buffer::owned<2 * largest>, handshake::tcp> conn(
         handshake::tcp::client(opt.server, opt.port, opt.timeout), co);
     const std::string who = "[echo client " + std::to_string(::getpid()) + "] ";
-    std::cout << who << "connected to " << opt.server << ":" << opt.port << " (QPN " << conn.queue_pair().qp_num()
+    const auto since_start = [start] {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - start)
+                                  .count()) +
+               " ms";
+    };
+    std::cout << who << "connected in " << since_start() << " to " << opt.server << ":" << opt.port << " (QPN " << conn.queue_pair().qp_num()
               << "), sending " << messages << " messages of 1.." << most << " bytes\n"
               << std::flush;
     // The echo lands in the second half; the message goes out of the first.
@@ -69,7 +77,8 @@ int run_client(const example::options& opt, std::size_t messages, std::size_t mo
     // An empty SEND: "finished". Its completion means the server has it.
     if (int rc = conn.post_send(0, 0, send_id); rc != 0) rcq::throw_error("ibv_post_send", {}, rc);
     conn.wait_for(send_id, "the completion of the closing empty message");
-    std::cout << who << "done: " << messages << " messages, " << bytes << " bytes echoed, every byte checked\n"
+    std::cout << who << "done: " << messages << " messages, " << bytes << " bytes echoed in " << since_start()
+              << ", every byte checked\n"
               << std::flush;
     return 0;
 }

@@ -23,10 +23,11 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-# The client to be killed: far more messages than the others.
-timeout 120 "$examples/rdma_echo_client" "$ip" -p "$port" -t 30 --poll=blocking -n 100000000 \
-    >"$logs/victim" 2>&1 &
+# The client to be killed: far more messages than the others. Not under
+# `timeout`, so that the kill reaches the client itself; the trap makes sure.
+"$examples/rdma_echo_client" "$ip" -p "$port" -t 30 --poll=blocking -n 100000000 >"$logs/victim" 2>&1 &
 victim_pid=$!
+trap 'kill -9 "$victim_pid" 2>/dev/null; rm -rf "$logs"' EXIT
 for _ in $(seq 100); do grep -q connected "$logs/victim" && break; sleep 0.1; done
 
 start=$(date +%s.%N)
@@ -54,6 +55,9 @@ sed 's/^/  server| /' "$logs/server" | grep -v ' connected (QPN\| finished: ' # 
 echo "  $ok of $clients clients checked every echoed byte; $(grep -c ' connected (QPN' "$logs/server") connected," \
     "$(grep -c ' finished: ' "$logs/server") finished in the server's log;" \
     "$(awk "BEGIN { printf \"%.1f\", $end - $start }") s from the first start to the last exit"
+cat "$logs"/client* | awk '/connected in/ { c = $6 + 0; if (c > cmax) cmax = c }
+    /bytes echoed in/ { d = $(NF - 4) + 0; if (d > dmax) dmax = d }
+    END { printf "  slowest client: connected after %d ms, done after %d ms (from its own start)\n", cmax, dmax }'
 grep -q "^\[echo server\] $clients client(s) finished, 1 lost, [1-9][0-9]* stranger(s) refused; done" "$logs/server" ||
     { echo "  the server's summary is not the expected one"; status=1; }
 grep -q ' gone after .* (its process ended); the others go on' "$logs/server" ||

@@ -90,6 +90,13 @@ if [ -x "$examples/async_echo" ]; then
         "$examples/async_echo client $ip --poll=adaptive -s 2" 'async echo: 100 messages of 2 bytes'
 fi
 
+if [ -x "$examples/rdma_echo_server" ]; then
+    # One server, one PD/CQ/SRQ, 64 client processes on this device; a
+    # scanner first and a client killed mid-run (tests/rdma/echo.sh).
+    bash "$(dirname "$0")/echo.sh" "$examples" 64 30
+    report "examples: rdma_echo_server + 64 rdma_echo_client, a scanner, one client killed" $?
+fi
+
 if [ -x "$examples/hello_server" ]; then
     # The README's server/client pair, then its troubleshooting table.
     logs=$(mktemp -d)

@@ -93,3 +93,14 @@ void readme_many_peers(std::uint16_t port) {
     rcq::tear_down(std::move(peer).release_qp(), routes, res.poll_policy(),
                    res.completion_queue(), [](session&, const ibv_wc&) {}, [](const ibv_wc&) {});
 }
+
+struct readme_session {};
+
+// (unindented: the README shows these lines as they are)
+void readme_listener(rcq::router<readme_session>& routes, readme_session& session) {
+rcq::resources<rcq::poll::blocking> res({.max_qps = 64, .srq_depth = 256});
+rcq::listener server(res, 18515);
+auto p = server.accept(std::chrono::seconds{30});   // or try_accept(0ms) in a loop
+(void)routes.add(p.qp_num(), session);               // rcq::router
+p.ready();                                           // the client may send now
+}
