@@ -6,6 +6,7 @@
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/budget.hpp>
 #include <rcq/detail/hex.hpp>
+#include <rcq/detail/reset_on_move.hpp>
 #include <rcq/detail/shared_folder.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -304,26 +305,9 @@ public:
                             .timeout = timeout}) {}
 
     /// Takes over; `other` is left moved-from.
-    file_mesh(file_mesh&& other) noexcept
-        : opts_(std::move(other.opts_)), auth_(std::move(other.auth_)), deadline_(other.deadline_),
-          nonce_(std::move(other.nonce_)), acked_(std::move(other.acked_)),
-          local_(std::move(other.local_)), writes_(other.writes_),
-          phase_(std::exchange(other.phase_, phase::moved_from)) {}
-
+    file_mesh(file_mesh&&) noexcept = default;
     /// Takes over; `other` is left moved-from.
-    file_mesh& operator=(file_mesh&& other) noexcept {
-        if (this != &other) {
-            opts_ = std::move(other.opts_);
-            auth_ = std::move(other.auth_);
-            deadline_ = other.deadline_;
-            nonce_ = std::move(other.nonce_);
-            acked_ = std::move(other.acked_);
-            local_ = std::move(other.local_);
-            writes_ = other.writes_;
-            phase_ = std::exchange(other.phase_, phase::moved_from);
-        }
-        return *this;
-    }
+    file_mesh& operator=(file_mesh&&) noexcept = default;
 
     file_mesh(const file_mesh&) = delete;
     file_mesh& operator=(const file_mesh&) = delete;
@@ -545,7 +529,8 @@ private:
     std::vector<std::string> acked_;   // by rank: the nonce of its file we acknowledge
     std::vector<std::string> local_;   // by rank: our endpoint for it, as text
     unsigned writes_ = 0;              // numbers temporary files
-    phase phase_ = phase::moved_from;  // until the constructor has checked everything
+    // moved_from until the constructor has checked everything, and after a move
+    rcq::detail::reset_on_move<phase, phase::moved_from> phase_ = phase::moved_from;
 };
 
 } // namespace rcq::handshake
