@@ -20,6 +20,7 @@
 #include <rcq/poll/busy.hpp>
 #include <rcq/qp.hpp>
 #include <rcq/remote.hpp>
+#include <rcq/router.hpp>
 #include <rcq/send_queue.hpp>
 #include <rcq/wr.hpp>
 
@@ -272,5 +273,74 @@ struct rcq_poll {
 using rcq_poll_busy = rcq_poll<rcq::poll::busy>;
 using rcq_poll_blocking = rcq_poll<rcq::poll::blocking>;
 using rcq_poll_adaptive = rcq_poll<rcq::poll::adaptive<>>;
+
+// -- routing a batch of completions by QP number -------------------------------
+
+/// Completions per poll in the routing rows, and the QPs routed: the stub's
+/// QP (whose QPN every stub completion carries) among consecutive QPNs, as a
+/// device hands them out.
+inline constexpr int route_batch = 16;
+inline constexpr std::uint32_t routed_qps = 8;
+
+/// What the caller keeps per peer in the routing rows.
+struct peer_counter {
+    std::uint64_t completions = 0;
+};
+
+/// By hand: one ibv_poll_cq for a batch, then a switch on wc.qp_num over the
+/// QPNs the program knows (a jump table: the cheapest lookup there is, and
+/// one that only works when the QPNs are known when the program is written).
+struct raw_route {
+    ibv_cq* cq;
+    std::uint32_t base;
+    std::array<peer_counter, routed_qps> peers{};
+    std::uint64_t unknown = 0;
+
+    explicit raw_route(rcq::stub::provider& p) : cq(p.cq()), base(p.qp()->qp_num - 3) {
+        p.completions_per_poll(route_batch);
+    }
+
+    RCQ_BENCH_INLINE bool step(std::uint64_t) noexcept {
+        ibv_wc wc[route_batch];
+        const int n = ibv_poll_cq(cq, route_batch, wc);
+        if (n <= 0) return false;
+        for (int i = 0; i < n; ++i) {
+            switch (wc[i].qp_num - base) {
+            case 0: ++peers[0].completions; break;
+            case 1: ++peers[1].completions; break;
+            case 2: ++peers[2].completions; break;
+            case 3: ++peers[3].completions; break;
+            case 4: ++peers[4].completions; break;
+            case 5: ++peers[5].completions; break;
+            case 6: ++peers[6].completions; break;
+            case 7: ++peers[7].completions; break;
+            default: ++unknown;
+            }
+        }
+        return unknown == 0;
+    }
+};
+
+/// With rcq: rcq::router over the same QPNs, the same batch and handler.
+struct rcq_route {
+    rcq::stub::adopted_cq cq;
+    std::array<peer_counter, routed_qps> peers{};
+    rcq::router<peer_counter> routes;
+    std::uint64_t unknown = 0;
+
+    explicit rcq_route(rcq::stub::provider& p) : cq(p), routes(64) {
+        p.completions_per_poll(route_batch);
+        for (std::uint32_t i = 0; i < routed_qps; ++i)
+            if (routes.add(p.qp()->qp_num - 3 + i, peers[i]) != 0) unknown = 1;
+    }
+
+    RCQ_BENCH_INLINE bool step(std::uint64_t) noexcept {
+        ibv_wc wc[route_batch];
+        const int n = routes.poll(
+            cq.get(), wc, [](peer_counter& c, const ibv_wc&) { ++c.completions; },
+            [this](const ibv_wc&) { ++unknown; });
+        return n > 0 && unknown == 0;
+    }
+};
 
 } // namespace rcq_bench

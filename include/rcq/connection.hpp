@@ -4,6 +4,7 @@
 #include <rcq/agreement.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/cq.hpp>
+#include <rcq/detail/device_core.hpp>
 #include <rcq/detail/hex.hpp>
 #include <rcq/detail/policy_bag.hpp>
 #include <rcq/detail/qp_setup.hpp>
@@ -122,36 +123,28 @@ public:
         : out_(checked(opts).narrate),
           timeout_(opts.completion_timeout),
           handshake_(std::move(handshake)),
-          own_ctx_(open_device(opts, buffer_cfg)),
-          ctx_(own_ctx_ ? own_ctx_->get() : given_context(buffer_cfg)),
-          port_(query_port(ctx_, port_num(opts))),
-          gid_(pick_gid(opts, detail::peer_family_of(handshake_))),
-          own_pd_(borrowed_pd(buffer_cfg) ? std::nullopt : std::optional<pd>(make_pd())),
-          pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
-          buffer_(make_buffer(buffer_cfg, static_cast<int>(opts.remote_access))),
-          poll_(ctx_),
-          cq_(make_cq(opts)),
+          core_(settings(opts, buffer_cfg), buffer_cfg, detail::narrator{out_}),
           qp_(establish(opts)) {}
 
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
     /// The registered buffer that post_send/post_recv offsets refer to.
-    std::span<std::byte> buffer() const noexcept { return buffer_.bytes(); }
+    std::span<std::byte> buffer() const noexcept { return core_.buffer.bytes(); }
     /// The buffer policy, e.g. for its registration.
-    const buffer_type& buffer_policy() const noexcept { return buffer_; }
+    const buffer_type& buffer_policy() const noexcept { return core_.buffer; }
     /// Our endpoint, as sent to the peer.
     const endpoint& local() const noexcept { return local_; }
     /// The peer's endpoint, as received.
     const endpoint& remote() const noexcept { return remote_; }
     /// The local GID in use.
-    const gid_entry& gid() const noexcept { return gid_; }
+    const gid_entry& gid() const noexcept { return core_.gid; }
     /// The device context.
-    ibv_context* device() const noexcept { return ctx_; }
+    ibv_context* device() const noexcept { return core_.ctx; }
     /// The protection domain the buffer and QP belong to.
-    ibv_pd* protection_domain() const noexcept { return pd_; }
+    ibv_pd* protection_domain() const noexcept { return core_.pd; }
     /// The completion queue shared by sends and receives.
-    const cq& completion_queue() const noexcept { return cq_; }
+    const cq& completion_queue() const noexcept { return core_.cq; }
     /// The typed QP, for posting work requests of one's own.
     qp<state::rts>& queue_pair() noexcept { return qp_; }
 
@@ -176,7 +169,7 @@ public:
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_send(std::size_t offset, std::uint32_t length,
                                                   std::uint64_t wr_id = 0) noexcept {
         if (!in_buffer(offset, length)) [[unlikely]] return ERANGE;
-        const ibv_sge sge = rcq::local(buffer_, offset, length);
+        const ibv_sge sge = rcq::local(core_.buffer, offset, length);
         send_op wr(sge, wr_id);
         const int rc = qp_.post_send(wr);
         posted_ += rc == 0;
@@ -187,7 +180,7 @@ public:
     [[nodiscard]] RCQ_ALWAYS_INLINE int post_recv(std::size_t offset, std::uint32_t length,
                                                   std::uint64_t wr_id = 0) noexcept {
         if (!in_buffer(offset, length)) [[unlikely]] return ERANGE;
-        const ibv_sge sge = rcq::local(buffer_, offset, length);
+        const ibv_sge sge = rcq::local(core_.buffer, offset, length);
         recv_wr wr(sge, wr_id);
         const int rc = qp_.post_recv(wr);
         posted_ += rc == 0;
@@ -233,9 +226,9 @@ public:
     std::size_t stashed() const noexcept { return stashed_; }
 
     /// The poll policy, e.g. to reach a custom poller's state.
-    poll_type& poll_policy() noexcept { return poll_; }
+    poll_type& poll_policy() noexcept { return core_.poll; }
     /// The poll policy (read-only).
-    const poll_type& poll_policy() const noexcept { return poll_; }
+    const poll_type& poll_policy() const noexcept { return core_.poll; }
 
     /// A liveness signal, where the handshake offers one: true when the peer
     /// is known to have gone, false when that is not known. The TCP handshake
@@ -268,7 +261,7 @@ private:
     ibv_wc poll_one(std::string_view what, const deadline* until) {
         ibv_wc wc{};
         const std::span<ibv_wc> one(&wc, 1);
-        int n = cq_.poll(one);
+        int n = core_.cq.poll(one);
         if (n == 0) {
             const deadline end = until != nullptr ? *until : deadline::after(timeout_);
             for (;;) {
@@ -278,7 +271,7 @@ private:
                     has_liveness_signal && end.at() - deadline::clock::now() > liveness_period
                         ? deadline::after(liveness_period)
                         : end;
-                n = poll_.wait(cq_, one, slice);
+                n = core_.poll.wait(core_.cq, one, slice);
                 if (n != 0 || end.expired()) break;
                 if (peer_gone())
                     throw_error("no completion for " + std::string(what) + ": the peer has gone",
@@ -320,7 +313,7 @@ private:
     }
 
     bool in_buffer(std::size_t offset, std::uint32_t length) const noexcept {
-        const std::size_t size = buffer_.bytes().size();
+        const std::size_t size = core_.buffer.bytes().size();
         return offset <= size && length <= size - offset;
     }
 
@@ -371,24 +364,16 @@ private:
             return opts.port;
     }
 
-    // The context when the connection opens none: the buffer's, else the handshake's.
-    ibv_context* given_context(const buffer_config& cfg) {
-        if (ibv_pd* given = borrowed_pd(cfg)) return given->context;
-        if constexpr (detail::handshake_drives_the_qp<handshake_type>)
-            return handshake_.resolve();
-        else
-            return nullptr;
-    }
-
-    static ibv_pd* borrowed_pd(const buffer_config& cfg) {
-        if constexpr (detail::brings_own_pd<buffer_type>)
-            return buffer_type::protection_domain(cfg);
-        else
-            return nullptr;
-    }
-
-    std::optional<context> open_device(const connection_options& opts,
-                                       const buffer_config& cfg) {
+    // Where the device core is made: for the RDMA CM, on the context its
+    // address resolved to (narrated and checked here); otherwise on the
+    // buffer's PD or the device the options name.
+    detail::device_settings settings(const connection_options& opts, const buffer_config& cfg) {
+        detail::device_settings s{.device = opts.device,
+                                  .port = port_num(opts),
+                                  .gid_index = opts.gid_index,
+                                  .peer = detail::peer_family_of(handshake_),
+                                  .remote_access = opts.remote_access,
+                                  .cq_depth = opts.cq_depth};
         if constexpr (detail::handshake_drives_the_qp<handshake_type>) {
             const std::string how = detail::describe_policy(handshake_);
             say("handshake" + (how.empty() ? "" : " (" + how + ")") + ": resolving the peer");
@@ -397,41 +382,18 @@ private:
             if (!opts.device.empty() && opts.device != name)
                 throw_error("the peer's address resolves to " + name + ", not to " + opts.device,
                             "drop the device option, or give an address on " + opts.device, EINVAL);
-            if (ibv_pd* given = borrowed_pd(cfg); given != nullptr && given->context != cm)
+            ibv_pd* given = detail::device_core<poll_type, buffer_type>::borrowed_pd(cfg);
+            if (given != nullptr && given->context != cm)
                 throw_error("the buffer's memory region is on another device context than the "
                             "RDMA CM's (" + name + ")",
                             "register the memory on the connection's context, or use an owned buffer",
                             EINVAL);
             say("using device " + name + ", port " + std::to_string(handshake_.port_num()) +
                 ", as the RDMA CM resolved it");
-            return std::nullopt;
+            s.given = cm;
+            s.gid_index = handshake_.gid_index();
         }
-        if (ibv_pd* given = borrowed_pd(cfg)) {
-            const std::string name = device_name(given->context);
-            if (!opts.device.empty() && opts.device != name)
-                throw_error("the buffer's memory region is on " + name + ", not on " + opts.device,
-                            "drop the device option, or register the memory on " + opts.device,
-                            EINVAL);
-            say("using device " + name + " and the protection domain of the caller's memory region");
-            return std::nullopt;
-        }
-        return detail::open_device(opts.device, detail::narrator{out_});
-    }
-
-    gid_entry pick_gid(const connection_options& opts, address_family peer) const {
-        std::optional<int> index = opts.gid_index;
-        if constexpr (detail::handshake_drives_the_qp<handshake_type>) index = handshake_.gid_index();
-        return detail::pick_gid(ctx_, port_num(opts), port_, index, peer, detail::narrator{out_});
-    }
-
-    pd make_pd() const { return detail::make_pd(ctx_, detail::narrator{out_}); }
-
-    buffer_type make_buffer(const buffer_config& cfg, int remote_access) const {
-        return detail::make_buffer<buffer_type>(pd_, cfg, remote_access, detail::narrator{out_});
-    }
-
-    cq make_cq(const connection_options& opts) {
-        return detail::make_cq(poll_, ctx_, opts.cq_depth, detail::narrator{out_});
+        return s;
     }
 
     qp<state::rts> establish(const connection_options& opts) {
@@ -439,9 +401,9 @@ private:
         init_attrs init{.port_num = opts.port, .access = opts.remote_access};
         if constexpr (detail::handshake_drives_the_qp<handshake_type>)
             init = handshake_.init_attributes(opts.remote_access);
-        auto initialized = detail::create_in_init(pd_, cq_, opts.caps, init, narrate);
-        local_ = detail::local_endpoint(opts, ctx_, port_, gid_, initialized.qp_num(),
-                                        buffer_.bytes(), buffer_.rkey());
+        auto initialized = detail::create_in_init(core_.pd, core_.cq, opts.caps, init, narrate);
+        local_ = detail::local_endpoint(opts, core_.ctx, core_.port, core_.gid, initialized.qp_num(),
+                                        core_.buffer.bytes(), core_.buffer.rkey());
         remote_ = detail::exchange_endpoints(handshake_, local_, narrate);
         detail::transition_attrs t;
         std::string mtu_source;
@@ -451,7 +413,7 @@ private:
             local_.psn = t.rts.sq_psn;
             mtu_source = ", chosen by the CM";
         } else {
-            t = detail::agreed_transitions(opts, gid_, local_, remote_);
+            t = detail::agreed_transitions(opts, core_.gid, local_, remote_);
             mtu_source = detail::mtu_source(local_, remote_);
         }
         auto ready_to_send = detail::walk_to_rts(std::move(initialized), t, mtu_source, narrate);
@@ -470,15 +432,7 @@ private:
     // handshake comes first: rdma_cm resolves the device the rest is made on,
     // and its CM identifier must outlive the QP.
     handshake_type handshake_;
-    std::optional<context> own_ctx_; // empty when the buffer brings its own PD
-    ibv_context* ctx_;
-    ibv_port_attr port_;
-    gid_entry gid_;
-    std::optional<pd> own_pd_;
-    ibv_pd* pd_;
-    buffer_type buffer_;
-    poll_type poll_; // may own a completion channel, which must outlive the CQ
-    cq cq_;
+    detail::device_core<poll_type, buffer_type> core_;
     endpoint local_{};
     endpoint remote_{};
     std::size_t posted_ = 0; // posted through post_send/post_recv, not yet waited for

@@ -4,6 +4,7 @@
 #include <rcq/buffer/owned.hpp>
 #include <rcq/category.hpp>
 #include <rcq/cq.hpp>
+#include <rcq/detail/device_core.hpp>
 #include <rcq/detail/hex.hpp>
 #include <rcq/detail/policy_bag.hpp>
 #include <rcq/detail/qp_setup.hpp>
@@ -123,19 +124,12 @@ public:
     /// CQ and the SRQ, narrating each step; throws rcq::error naming the step.
     explicit resources(const resources_options& opts = {}, const buffer_config& buffer_cfg = {})
         : opts_(checked(opts)),
-          own_ctx_(open(opts_, buffer_cfg)),
-          ctx_(own_ctx_ ? own_ctx_->get() : borrowed_pd(buffer_cfg)->context),
-          port_(query_port(ctx_, opts_.port)),
-          gid_(detail::pick_gid(ctx_, opts_.port, port_, opts_.gid_index, address_family::any,
-                                narrator())),
-          own_pd_(borrowed_pd(buffer_cfg) ? std::nullopt
-                                          : std::optional<pd>(detail::make_pd(ctx_, narrator()))),
-          pd_(own_pd_ ? own_pd_->get() : borrowed_pd(buffer_cfg)),
-          buffer_(detail::make_buffer<buffer_type>(pd_, buffer_cfg,
-                                                   static_cast<int>(opts_.remote_access),
-                                                   narrator())),
-          poll_(ctx_),
-          cq_(detail::make_cq(poll_, ctx_, cq_depth(opts_), narrator())),
+          core_({.device = opts_.device,
+                 .port = opts_.port,
+                 .gid_index = opts_.gid_index,
+                 .remote_access = opts_.remote_access,
+                 .cq_depth = cq_depth(opts_)},
+                buffer_cfg, narrator()),
           srq_(make_srq()) {}
 
     resources(const resources&) = delete;
@@ -144,21 +138,21 @@ public:
     /// The options in use (cq_depth as given, possibly 0 for the computed one).
     const resources_options& options() const noexcept { return opts_; }
     /// The device context.
-    ibv_context* device() const noexcept { return ctx_; }
+    ibv_context* device() const noexcept { return core_.ctx; }
     /// The port's attributes, as queried when the resources were made.
-    const ibv_port_attr& port() const noexcept { return port_; }
+    const ibv_port_attr& port() const noexcept { return core_.port; }
     /// The local GID in use.
-    const gid_entry& gid() const noexcept { return gid_; }
+    const gid_entry& gid() const noexcept { return core_.gid; }
     /// The protection domain of the buffer and of every QP.
-    ibv_pd* protection_domain() const noexcept { return pd_; }
+    ibv_pd* protection_domain() const noexcept { return core_.pd; }
     /// The registered memory of the buffer policy.
-    std::span<std::byte> buffer() const noexcept { return buffer_.bytes(); }
+    std::span<std::byte> buffer() const noexcept { return core_.buffer.bytes(); }
     /// The buffer policy, e.g. for its lkey and rkey.
-    const buffer_type& buffer_policy() const noexcept { return buffer_; }
+    const buffer_type& buffer_policy() const noexcept { return core_.buffer; }
     /// The poll policy, to wait on the CQ with a deadline.
-    poll_type& poll_policy() noexcept { return poll_; }
+    poll_type& poll_policy() noexcept { return core_.poll; }
     /// The completion queue every QP's sends and receives complete on.
-    const cq& completion_queue() const noexcept { return cq_; }
+    const cq& completion_queue() const noexcept { return core_.cq; }
     /// The shared receive queue, or nullptr without one (srq_depth 0).
     srq* shared_receive_queue() noexcept { return srq_ ? &*srq_ : nullptr; }
 
@@ -169,7 +163,7 @@ public:
         qp_caps caps = opts_.caps;
         caps.srq = srq_ ? srq_->get() : nullptr;
         if (srq_) caps.max_recv_wr = 0;
-        return detail::create_in_init(pd_, cq_, caps,
+        return detail::create_in_init(core_.pd, core_.cq, caps,
                                       {.port_num = opts_.port, .access = opts_.remote_access},
                                       narrator());
     }
@@ -180,8 +174,8 @@ public:
     /// an option out of range.
     template <class State>
     endpoint local_endpoint(const qp<State>& q) const {
-        return detail::local_endpoint(opts_, ctx_, port_, gid_, q.qp_num(), buffer_.bytes(),
-                                      buffer_.rkey());
+        return detail::local_endpoint(opts_, core_.ctx, core_.port, core_.gid, q.qp_num(),
+                                      core_.buffer.bytes(), core_.buffer.rkey());
     }
 
     /// INIT -> RTR -> RTS of `q` against the peer's endpoint `remote`, with
@@ -189,7 +183,8 @@ public:
     /// `local` is what the peer was sent. Narrated; throws rcq::error.
     qp<state::rts> to_rts(qp<state::init>&& q, const endpoint& local,
                           const endpoint& remote) const {
-        const detail::transition_attrs t = detail::agreed_transitions(opts_, gid_, local, remote);
+        const detail::transition_attrs t =
+            detail::agreed_transitions(opts_, core_.gid, local, remote);
         return detail::walk_to_rts(std::move(q), t, detail::mtu_source(local, remote), narrator());
     }
 
@@ -244,30 +239,9 @@ private:
         return o;
     }
 
-    static ibv_pd* borrowed_pd(const buffer_config& cfg) {
-        if constexpr (detail::brings_own_pd<buffer_type>)
-            return buffer_type::protection_domain(cfg);
-        else
-            return nullptr;
-    }
-
-    std::optional<context> open(const resources_options& o, const buffer_config& cfg) const {
-        if (ibv_pd* given = borrowed_pd(cfg)) {
-            const std::string name = device_name(given->context);
-            if (!o.device.empty() && o.device != name)
-                throw_error("the buffer's memory region is on " + name + ", not on " + o.device,
-                            "drop the device option, or register the memory on " + o.device,
-                            EINVAL);
-            narrator()("using device " + name +
-                       " and the protection domain of the caller's memory region");
-            return std::nullopt;
-        }
-        return detail::open_device(o.device, narrator());
-    }
-
     std::optional<srq> make_srq() const {
         if (opts_.srq_depth == 0) return std::nullopt;
-        srq s(pd_, opts_.srq_depth, opts_.caps.max_recv_sge);
+        srq s(core_.pd, opts_.srq_depth, opts_.caps.max_recv_sge);
         narrator()("created a shared receive queue of " + std::to_string(opts_.srq_depth) +
                    " receives");
         return s;
@@ -275,16 +249,8 @@ private:
 
     resources_options opts_;
     // Declaration order is construction order; destruction runs backwards:
-    // SRQ and CQ before the PD, the PD before the device, as verbs requires.
-    std::optional<context> own_ctx_; // empty when the buffer brings its own PD
-    ibv_context* ctx_;
-    ibv_port_attr port_;
-    gid_entry gid_;
-    std::optional<pd> own_pd_;
-    ibv_pd* pd_;
-    buffer_type buffer_;
-    poll_type poll_; // may own a completion channel, which must outlive the CQ
-    cq cq_;
+    // the SRQ before the PD (in the core), the PD before the device.
+    detail::device_core<poll_type, buffer_type> core_;
     std::optional<srq> srq_;
 };
 

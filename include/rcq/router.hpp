@@ -12,9 +12,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
+#include <sys/mman.h>
+#include <utility>
 
 namespace rcq {
 
@@ -24,57 +25,73 @@ namespace rcq {
 /// still names the operation within that peer.
 ///
 ///     rcq::router<session> routes(64);
-///     routes.add(p.qp_num(), s);                     // one per peer
+///     if (routes.add(p.qp_num(), s) != 0) ...        // one per peer
 ///     ibv_wc batch[16];
 ///     routes.poll(res.completion_queue(), batch,
 ///                 [](session& s, const ibv_wc& wc) { s.done(wc); },
 ///                 [](const ibv_wc& wc) { /* a QP no longer routed */ });
 ///
-/// An open-addressing table (linear probing, at most half full, deletion by
-/// backward shift, so no tombstones pile up) allocated once, when the router
-/// is made, for `capacity` QPs: add, remove and find take constant time on
-/// average and never allocate. QPNs are 24 bits; higher bits of a key are
-/// ignored, as verbs ignores them. The router holds pointers: each Target
-/// must stay where it is while routed (remove it before moving or
-/// destroying it). Not thread safe.
+/// A direct table: one pointer per 24-bit QPN, so that a lookup is one load
+/// (no hashing, no probing) and add and remove are one store. The table is
+/// 128 MiB of address space, reserved once when the router is made
+/// (mmap, MAP_NORESERVE); only the pages that hold routed QPNs become memory,
+/// 4 KiB per 512 neighbouring QPNs, so a router for a few thousand peers costs
+/// a few MiB at most, and devices hand out neighbouring QPNs. Nothing is
+/// allocated afterwards. `capacity` bounds how many QPs are routed at a time.
+/// QPNs are 24 bits; higher bits of a key are ignored, as verbs ignores them.
+/// The router holds pointers: each Target must stay where it is while routed
+/// (remove it before moving or destroying it). A moved-from router is empty:
+/// assign to it or destroy it. Not thread safe.
 template <class Target>
 class router {
 public:
     /// The largest capacity: every 24-bit QPN.
     static constexpr std::size_t max_capacity = std::size_t(1) << 24;
 
-    /// A router for up to `capacity` QPs at a time (1 to max_capacity); its
-    /// table of 2 to 4 x capacity slots is the only allocation it makes.
-    /// Throws rcq::error for a capacity out of range.
+    /// A router for up to `capacity` QPs at a time (1 to max_capacity).
+    /// Throws rcq::error for a capacity out of range, or when the address
+    /// space for the table cannot be reserved.
     explicit router(std::size_t capacity) : capacity_(capacity) {
         if (capacity == 0 || capacity > max_capacity)
             throw_invalid("rcq::router capacity " + std::to_string(capacity) +
                               " is out of range",
                           "route 1 to 2^24 QPs (QPNs are 24 bits)");
-        unsigned bits = 1;
-        while ((std::size_t(1) << bits) < 2 * capacity) ++bits;
-        shift_ = 32 - bits;
-        mask_ = (std::size_t(1) << bits) - 1;
-        slots_ = std::make_unique<slot[]>(mask_ + 1);
+        void* table = ::mmap(nullptr, table_bytes, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (table == MAP_FAILED)
+            throw_error("rcq::router: mmap of " + std::to_string(table_bytes >> 20) +
+                            " MiB of address space for its table",
+                        "the process's address space is limited (ulimit -v)");
+        table_ = static_cast<Target**>(table);
     }
 
     router(const router&) = delete;
     router& operator=(const router&) = delete;
-    /// Takes over the table.
-    router(router&&) noexcept = default;
-    /// Takes over the table.
-    router& operator=(router&&) noexcept = default;
+    /// Takes over the table; `other` is left empty.
+    router(router&& other) noexcept
+        : table_(std::exchange(other.table_, nullptr)), capacity_(other.capacity_),
+          size_(std::exchange(other.size_, 0)), unknown_(other.unknown_) {}
+    /// Takes over the table; `other` is left empty.
+    router& operator=(router&& other) noexcept {
+        if (this != &other) {
+            unmap();
+            table_ = std::exchange(other.table_, nullptr);
+            capacity_ = other.capacity_;
+            size_ = std::exchange(other.size_, 0);
+            unknown_ = other.unknown_;
+        }
+        return *this;
+    }
+    ~router() { unmap(); }
 
     /// Routes completions of QP `qpn` to `target`. Returns 0, EEXIST when
     /// `qpn` is routed already (nothing changes), or ENOSPC when `capacity`
     /// QPs are routed.
     [[nodiscard]] int add(std::uint32_t qpn, Target& target) noexcept {
-        const std::uint32_t key = qpn & qpn_mask;
-        std::size_t i = home(key);
-        for (; slots_[i].target != nullptr; i = (i + 1) & mask_)
-            if (slots_[i].key == key) return EEXIST;
+        Target*& slot = table_[qpn & qpn_mask];
+        if (slot != nullptr) return EEXIST;
         if (size_ == capacity_) return ENOSPC;
-        slots_[i] = {key, &target};
+        slot = &target;
         ++size_;
         return 0;
     }
@@ -82,35 +99,16 @@ public:
     /// Stops routing QP `qpn`. Returns 0, or ENOENT when it was not routed.
     /// Its completions met later count as unknown().
     [[nodiscard]] int remove(std::uint32_t qpn) noexcept {
-        const std::uint32_t key = qpn & qpn_mask;
-        std::size_t i = home(key);
-        for (;; i = (i + 1) & mask_) {
-            if (slots_[i].target == nullptr) return ENOENT;
-            if (slots_[i].key == key) break;
-        }
-        // Backward shift: move later entries of the probe run into the hole
-        // when the hole lies on their way from their home slot.
-        for (std::size_t j = (i + 1) & mask_; slots_[j].target != nullptr; j = (j + 1) & mask_) {
-            const std::size_t h = home(slots_[j].key);
-            const bool hole_on_way = ((j - h) & mask_) >= ((j - i) & mask_);
-            if (hole_on_way) {
-                slots_[i] = slots_[j];
-                i = j;
-            }
-        }
-        slots_[i] = {};
+        Target*& slot = table_[qpn & qpn_mask];
+        if (slot == nullptr) return ENOENT;
+        slot = nullptr;
         --size_;
         return 0;
     }
 
     /// The target of QP `qpn`, or nullptr when it is not routed.
     [[nodiscard]] RCQ_ALWAYS_INLINE Target* find(std::uint32_t qpn) const noexcept {
-        const std::uint32_t key = qpn & qpn_mask;
-        for (std::size_t i = home(key);; i = (i + 1) & mask_) {
-            const slot& s = slots_[i];
-            if (s.key == key) return s.target; // nullptr for an empty slot keyed 0
-            if (s.target == nullptr) return nullptr;
-        }
+        return table_[qpn & qpn_mask];
     }
 
     /// Hands each completion of `batch` to `on_completion(Target&, const
@@ -160,20 +158,14 @@ public:
 
 private:
     static constexpr std::uint32_t qpn_mask = 0xffffff;
-    // An empty slot has target nullptr; its key is 0 or, after a removal, 0 too.
-    struct slot {
-        std::uint32_t key = 0;
-        Target* target = nullptr;
-    };
+    static constexpr std::size_t table_bytes = (std::size_t(qpn_mask) + 1) * sizeof(Target*);
 
-    // Fibonacci hashing: QPNs are often consecutive; the multiply spreads them.
-    RCQ_ALWAYS_INLINE std::size_t home(std::uint32_t key) const noexcept {
-        return static_cast<std::size_t>((key * 2654435769u) >> shift_) & mask_;
+    void unmap() noexcept {
+        if (table_ != nullptr) ::munmap(table_, table_bytes);
+        table_ = nullptr;
     }
 
-    std::unique_ptr<slot[]> slots_;
-    std::size_t mask_ = 0;
-    unsigned shift_ = 31;
+    Target** table_ = nullptr;
     std::size_t capacity_ = 0;
     std::size_t size_ = 0;
     std::uint64_t unknown_ = 0;

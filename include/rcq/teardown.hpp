@@ -39,14 +39,14 @@ inline constexpr std::uint64_t drain_recv_wr_id = 0xffff'ffff'ffff'fff1u;
 
 /// Tears down QP `q`, one of many on CQ `c`, while the others go on:
 ///
-/// 1. moves it to ERROR. Its outstanding send work requests, and the
-///    receives of its own receive queue, then complete with
-///    IBV_WC_WR_FLUSH_ERR, unsignaled ones included. Such a completion
-///    carries only wr_id, status and qp_num (its opcode is not valid);
-/// 2. posts a marker SEND (and a marker RECV when the QP has its own receive
-///    queue), which are flushed too, after everything posted before them:
-///    the SQ and the RQ each complete in order, so their marker is their
-///    last completion (the kernel's ib_drain_qp works this way);
+/// 1. posts a marker RECV when the QP has its own receive queue, then moves
+///    the QP to ERROR. Its outstanding send work requests, and the receives
+///    of its own receive queue, then complete with IBV_WC_WR_FLUSH_ERR,
+///    unsignaled ones included. Such a completion carries only wr_id,
+///    status and qp_num (its opcode is not valid);
+/// 2. posts a marker SEND, flushed too. The SQ and the RQ each complete in
+///    order, so each marker is its queue's last completion (the kernel's
+///    ib_drain_qp works this way);
 /// 3. polls `c` with poll policy `p` until the markers came back, routing
 ///    every completion met through `r` meanwhile: those of `q` (flushes or
 ///    late successes) to its target, those of other QPs to theirs, those of
@@ -77,8 +77,24 @@ teardown_result tear_down(qp<State>&& q, router<Target>& r, Poll& p, const cq& c
         std::uint32_t qpn;
         ~unroute() { (void)r.remove(qpn); }
     } leave{r, qpn};
+    // The receive marker goes in before ERROR: a receive posted on a QP in
+    // ERROR is flushed by the hardware, but some providers (rxe) look at
+    // their receive queue only when a packet or a state change wakes them.
+    // Posted in RTS, it is flushed with the rest; should a message still
+    // take it first, its completion (an error: it has no room) comes after
+    // every earlier receive's all the same.
+    bool recv_back = !own_rq;
+    if (own_rq) {
+        ibv_recv_wr recv{};
+        recv.wr_id = drain_recv_wr_id;
+        ibv_recv_wr* bad_recv = nullptr;
+        if (const int rc = ibv_post_recv(q.get(), &recv, &bad_recv); rc != 0)
+            throw_error("tear_down: posting the receive drain marker on QPN 0x" + detail::hex(qpn),
+                        "the receive queue may be full: its marker needs one free entry", rc);
+    }
     auto failed = std::move(q).to_error();
 
+    // The send marker goes in after ERROR, so that it is flushed, never sent.
     ibv_send_wr send{};
     send.wr_id = drain_send_wr_id;
     send.opcode = IBV_WR_SEND;
@@ -87,15 +103,6 @@ teardown_result tear_down(qp<State>&& q, router<Target>& r, Poll& p, const cq& c
     if (const int rc = ibv_post_send(failed.get(), &send, &bad_send); rc != 0)
         throw_error("tear_down: posting the drain marker on QPN 0x" + detail::hex(qpn),
                     "the provider refused a send on a QP in ERROR", rc);
-    bool recv_back = !own_rq;
-    if (own_rq) {
-        ibv_recv_wr recv{};
-        recv.wr_id = drain_recv_wr_id;
-        ibv_recv_wr* bad_recv = nullptr;
-        if (const int rc = ibv_post_recv(failed.get(), &recv, &bad_recv); rc != 0)
-            throw_error("tear_down: posting the receive drain marker on QPN 0x" + detail::hex(qpn),
-                        "the receive queue may be full: its marker needs one free entry", rc);
-    }
     bool send_back = false;
     teardown_result seen;
     // The markers are recognised whether or not the QP is still routed.

@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
                                            "rcq/write_chain16", n);
     pair<raw_recv, rcq_recv>("recv", "raw/recv", "rcq/recv", n);
 
+    pair<raw_route, rcq_route>("route16", "raw/route16", "rcq/route16", n);
+
     const measured raw_poll_run = measure<raw_poll>("raw/poll", n);
     compare<rcq_poll_busy>("poll_busy", "raw/poll", "rcq/poll_busy", n, raw_poll_run);
     compare<rcq_poll_blocking>("poll_blocking", "raw/poll", "rcq/poll_blocking", n,

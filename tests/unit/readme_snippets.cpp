@@ -65,3 +65,31 @@ void readme_authentication() {
     opts.remote_access = IBV_ACCESS_REMOTE_WRITE;
     rcq::connection<> conn(std::move(hs), opts);
 }
+
+struct session { // the caller's own object per peer
+    std::uint64_t received = 0;
+};
+
+void readme_many_peers(std::uint16_t port) {
+    rcq::resources_options opts;
+    opts.max_qps = 8;        // the one CQ is sized for 8 QPs at a time
+    opts.srq_depth = 64;     // one SRQ serves them all
+    rcq::resources<rcq::buffer::owned<1 << 20>> res(opts);
+    rcq::srq_pool pool(*res.shared_receive_queue(), res.buffer(), res.buffer_policy().lkey(),
+                       4096, 64);
+    (void)pool.post_all();
+    auto peer = res.connect(rcq::handshake::tcp::server(port)); // one call per peer
+    peer.ready();
+    session s;
+    rcq::router<session> routes(opts.max_qps);
+    (void)routes.add(peer.qp_num(), s);
+    ibv_wc batch[16];
+    (void)routes.poll(res.completion_queue(), batch,
+        [&](session& to, const ibv_wc& wc) {   // the QP's session, by wc.qp_num
+            const std::uint32_t slot = rcq::srq_pool::slot_of(wc.wr_id);
+            if (pool.taken(slot) == 0) { ++to.received; (void)pool.repost(slot); }
+        },
+        [](const ibv_wc&) { /* a QP no longer routed */ });
+    rcq::tear_down(std::move(peer).release_qp(), routes, res.poll_policy(),
+                   res.completion_queue(), [](session&, const ibv_wc&) {}, [](const ibv_wc&) {});
+}
