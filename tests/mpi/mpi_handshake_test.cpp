@@ -23,6 +23,8 @@ namespace {
 using unit_test::endpoint_with;
 using unit_test::endpoint_with_memory;
 using unit_test::error_of;
+using unit_test::mesh_endpoint;
+using unit_test::mesh_endpoints;
 using namespace std::chrono_literals;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -38,16 +40,6 @@ int world_size() {
     return n;
 }
 
-// Rank i's endpoint for rank j: every field depends on both.
-rcq::endpoint endpoint_of(int i, int j) { return endpoint_with(static_cast<std::uint32_t>(1000 * (i + 1) + j)); }
-
-std::vector<rcq::endpoint> endpoints_of(int rank, int size) {
-    std::vector<rcq::endpoint> eps(static_cast<std::size_t>(size));
-    for (int j = 0; j < size; ++j)
-        if (j != rank) eps[static_cast<std::size_t>(j)] = endpoint_of(rank, j);
-    return eps;
-}
-
 TEST(MpiHandshake, EveryRankGetsWhatEachOtherRankSentIt) {
     rcq::handshake::mpi hs;
     ASSERT_EQ(hs.size(), world_size());
@@ -55,10 +47,10 @@ TEST(MpiHandshake, EveryRankGetsWhatEachOtherRankSentIt) {
     ASSERT_GE(hs.size(), 2) << "run under mpirun with several ranks";
     EXPECT_EQ(hs.describe(), "MPI handshake, rank " + std::to_string(hs.rank()) + " of " +
                                  std::to_string(hs.size()));
-    const auto got = hs.exchange(endpoints_of(hs.rank(), hs.size()));
+    const auto got = hs.exchange(mesh_endpoints(hs.rank(), hs.size()));
     ASSERT_EQ(got.size(), static_cast<std::size_t>(hs.size()));
     for (int j = 0; j < hs.size(); ++j)
-        EXPECT_EQ(got[static_cast<std::size_t>(j)], j == hs.rank() ? rcq::endpoint{} : endpoint_of(j, hs.rank()))
+        EXPECT_EQ(got[static_cast<std::size_t>(j)], j == hs.rank() ? rcq::endpoint{} : mesh_endpoint(j, hs.rank()))
             << "from rank " << j;
     hs.barrier();
 }
@@ -73,7 +65,7 @@ TEST(MpiHandshake, TheProgramsCommunicatorIsLeftAlone) {
     ASSERT_EQ(MPI_Isend(&token, 1, MPI_INT, (r + 1) % n, 7, MPI_COMM_WORLD, &send), MPI_SUCCESS);
     {
         rcq::handshake::mpi hs;
-        hs.exchange(endpoints_of(r, n));
+        hs.exchange(mesh_endpoints(r, n));
         hs.barrier();
     }
     int got = -1;
@@ -88,10 +80,10 @@ TEST(MpiHandshake, ASubCommunicatorIsAMeshOfItsOwn) {
     ASSERT_EQ(MPI_Comm_split(MPI_COMM_WORLD, world_rank() % 2, world_rank(), &half), MPI_SUCCESS);
     {
         rcq::handshake::mpi hs({.comm = half});
-        const auto got = hs.exchange(endpoints_of(hs.rank(), hs.size()));
+        const auto got = hs.exchange(mesh_endpoints(hs.rank(), hs.size()));
         for (int j = 0; j < hs.size(); ++j)
             if (j != hs.rank()) {
-                EXPECT_EQ(got[static_cast<std::size_t>(j)], endpoint_of(j, hs.rank()));
+                EXPECT_EQ(got[static_cast<std::size_t>(j)], mesh_endpoint(j, hs.rank()));
             }
         hs.barrier();
     }
@@ -101,7 +93,7 @@ TEST(MpiHandshake, ASubCommunicatorIsAMeshOfItsOwn) {
 TEST(MpiHandshake, MemoryTokensGoOnlyWhenAllowed) {
     const int r = world_rank();
     const int n = world_size();
-    auto with_memory = endpoints_of(r, n);
+    auto with_memory = mesh_endpoints(r, n);
     for (int j = 0; j < n; ++j)
         if (j != r) with_memory[static_cast<std::size_t>(j)] = endpoint_with_memory(static_cast<std::uint32_t>(100 * r + j));
     {
@@ -125,7 +117,7 @@ TEST(MpiHandshake, MemoryTokensGoOnlyWhenAllowed) {
 TEST(MpiHandshake, MisuseIsRefusedWithoutTouchingMpi) {
     const int n = world_size();
     rcq::handshake::mpi hs;
-    EXPECT_THAT(error_of([&] { hs.exchange(endpoints_of(0, n + 1)); }, EINVAL),
+    EXPECT_THAT(error_of([&] { hs.exchange(mesh_endpoints(0, n + 1)); }, EINVAL),
                 HasSubstr("exchange() was given " + std::to_string(n + 1) + " endpoints for a communicator of " +
                           std::to_string(n) + " ranks"));
     EXPECT_THAT(error_of([&] { hs.barrier(); }, EINVAL), HasSubstr("barrier() called out of order"));
@@ -156,7 +148,7 @@ TEST(MpiHandshake, ARankThatNeverComesEndsInATimeoutNotAHang) {
         std::this_thread::sleep_for(1500ms);
     } else {
         const auto start = std::chrono::steady_clock::now();
-        EXPECT_THAT(error_of([&] { hs.exchange(endpoints_of(r, n)); }, ETIMEDOUT),
+        EXPECT_THAT(error_of([&] { hs.exchange(mesh_endpoints(r, n)); }, ETIMEDOUT),
                     AllOf(HasSubstr("did not complete within 500 ms: not every rank of the " + std::to_string(n)),
                           HasSubstr("end the job with MPI_Abort")));
         EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);

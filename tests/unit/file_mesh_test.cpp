@@ -30,6 +30,8 @@ namespace {
 using unit_test::endpoint_with;
 using unit_test::endpoint_with_memory;
 using unit_test::error_of;
+using unit_test::mesh_endpoint;
+using unit_test::mesh_endpoints;
 
 using namespace std::chrono_literals;
 using ::testing::AllOf;
@@ -39,21 +41,11 @@ using rcq::handshake::file_mesh;
 using clock_type = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-// Rank i's endpoint for rank j: every field depends on both.
-rcq::endpoint endpoint_of(int i, int j) { return endpoint_with(static_cast<std::uint32_t>(1000 * (i + 1) + j)); }
-
-std::vector<rcq::endpoint> endpoints_of(int rank, int size) {
-    std::vector<rcq::endpoint> eps(static_cast<std::size_t>(size));
-    for (int j = 0; j < size; ++j)
-        if (j != rank) eps[static_cast<std::size_t>(j)] = endpoint_of(rank, j);
-    return eps;
-}
-
 // An empty string when rank `rank` received exactly what each peer sent it.
 std::string check_received(int rank, const std::vector<rcq::endpoint>& got) {
     std::ostringstream out;
     for (int j = 0; j < static_cast<int>(got.size()); ++j) {
-        const auto expected = j == rank ? rcq::endpoint{} : endpoint_of(j, rank);
+        const auto expected = j == rank ? rcq::endpoint{} : mesh_endpoint(j, rank);
         if (!(got[static_cast<std::size_t>(j)] == expected))
             out << "rank " << rank << " got " << rcq::to_text(got[static_cast<std::size_t>(j)])
                 << " from rank " << j << "; ";
@@ -94,7 +86,7 @@ protected:
                 std::this_thread::sleep_for(stagger * r);
                 try {
                     auto hs = rank(r, size, timeout);
-                    auto got = hs.exchange(endpoints_of(r, size));
+                    auto got = hs.exchange(mesh_endpoints(r, size));
                     hs.barrier();
                     return check_received(r, got);
                 } catch (const rcq::error& e) {
@@ -129,7 +121,7 @@ protected:
         put("job7.rank1.mesh", content);
         auto hs = rank(0, 2, 5s);
         auto start = clock_type::now();
-        auto msg = error_of([&] { hs.exchange(endpoints_of(0, 2)); }, code);
+        auto msg = error_of([&] { hs.exchange(mesh_endpoints(0, 2)); }, code);
         EXPECT_LT(clock_type::now() - start, 2s) << "a malformed file is reported at once";
         return msg;
     }
@@ -161,7 +153,7 @@ TEST_F(FileMesh, RanksStartingAtDifferentTimesStillMeet) {
 
 TEST_F(FileMesh, OneRankIsAMeshOfNothing) {
     auto hs = rank(0, 1);
-    auto got = hs.exchange(endpoints_of(0, 1));
+    auto got = hs.exchange(mesh_endpoints(0, 1));
     hs.barrier();
     EXPECT_EQ(got.size(), 1u);
 }
@@ -176,7 +168,7 @@ TEST_F(FileMesh, FourRanksAsProcesses) {
             int status = 1;
             try {
                 auto hs = rank(r, size);
-                auto got = hs.exchange(endpoints_of(r, size));
+                auto got = hs.exchange(mesh_endpoints(r, size));
                 hs.barrier();
                 status = check_received(r, got).empty() ? 0 : 2;
             } catch (...) {
@@ -189,7 +181,7 @@ TEST_F(FileMesh, FourRanksAsProcesses) {
     auto hs = rank(0, size);
     std::string result;
     try {
-        auto got = hs.exchange(endpoints_of(0, size));
+        auto got = hs.exchange(mesh_endpoints(0, size));
         hs.barrier();
         result = check_received(0, got);
     } catch (const rcq::error& e) {
@@ -235,7 +227,7 @@ TEST_F(FileMesh, StaleFilesAreNeverTaken) {
 TEST_F(FileMesh, ARankThatSkipsTheBarrierIsNamed) {
     auto skipper = std::async(std::launch::async, [this] {
         auto hs = rank(1, 3, 5s);
-        hs.exchange(endpoints_of(1, 3));
+        hs.exchange(mesh_endpoints(1, 3));
         std::this_thread::sleep_for(1500ms); // never calls barrier()
     });
     auto others = run_ranks(3, {0, 2}, 1s);
@@ -276,7 +268,7 @@ TEST_F(FileMesh, PlantedAndMalformedFilesAreRefusedAtOnce) {
     fs::remove(dir / "job7.rank1.mesh");
     fs::create_symlink("/etc/hostname", dir / "job7.rank1.mesh");
     auto hs = rank(0, 2, 2s);
-    EXPECT_THAT(error_of([&] { hs.exchange(endpoints_of(0, 2)); }, ELOOP), HasSubstr("is a symbolic link; refused"));
+    EXPECT_THAT(error_of([&] { hs.exchange(mesh_endpoints(0, 2)); }, ELOOP), HasSubstr("is a symbolic link; refused"));
 }
 
 TEST_F(FileMesh, MemoryTokensNeedConsentOrASecret) {
@@ -308,7 +300,7 @@ TEST_F(FileMesh, WithASecretOnlyTheSameSecretIsAccepted) {
         if (secret1) b.authenticate(secret_of(secret1));
         auto other = std::async(std::launch::async, [&b] {
             try {
-                b.exchange(endpoints_of(1, 2));
+                b.exchange(mesh_endpoints(1, 2));
                 b.barrier();
                 return std::string();
             } catch (const rcq::error& e) {
@@ -317,7 +309,7 @@ TEST_F(FileMesh, WithASecretOnlyTheSameSecretIsAccepted) {
         });
         std::string mine;
         try {
-            auto got = a.exchange(endpoints_of(0, 2));
+            auto got = a.exchange(mesh_endpoints(0, 2));
             a.barrier();
             mine = check_received(0, got);
         } catch (const rcq::error& e) {
@@ -352,12 +344,12 @@ TEST_F(FileMesh, SettingsAndMisuseAreRefused) {
                 HasSubstr("cannot use folder"));
 
     auto hs = rank(0, 3, 1s);
-    EXPECT_THAT(error_of([&] { hs.exchange(endpoints_of(0, 2)); }, EINVAL),
+    EXPECT_THAT(error_of([&] { hs.exchange(mesh_endpoints(0, 2)); }, EINVAL),
                 HasSubstr("exchange() was given 2 endpoints for a mesh of 3 ranks"));
     EXPECT_THAT(error_of([&] { hs.barrier(); }, EINVAL), HasSubstr("barrier() called out of order"));
     auto moved = std::move(hs);
     // NOLINTNEXTLINE(bugprone-use-after-move): the use after move under test
-    EXPECT_THAT(error_of([&] { hs.exchange(endpoints_of(0, 3)); }, EINVAL),
+    EXPECT_THAT(error_of([&] { hs.exchange(mesh_endpoints(0, 3)); }, EINVAL),
                 HasSubstr("on a moved-from object"));
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace unit_test {
 
@@ -32,6 +33,21 @@ inline rcq::endpoint endpoint_with_memory(std::uint32_t qpn) {
     auto ep = endpoint_with(qpn);
     ep.remote_len = 4096;
     return ep;
+}
+
+/// In the mesh handshakes' tests: rank i's endpoint for rank j, every field
+/// depending on both.
+inline rcq::endpoint mesh_endpoint(int i, int j) {
+    return endpoint_with(static_cast<std::uint32_t>(1000 * (i + 1) + j));
+}
+
+/// What rank `rank` of a mesh of `size` offers: mesh_endpoint(rank, j) for
+/// every other rank j, its own slot value-initialised.
+inline std::vector<rcq::endpoint> mesh_endpoints(int rank, int size) {
+    std::vector<rcq::endpoint> eps(static_cast<std::size_t>(size));
+    for (int j = 0; j < size; ++j)
+        if (j != rank) eps[static_cast<std::size_t>(j)] = mesh_endpoint(rank, j);
+    return eps;
 }
 
 /// Runs `f`, expects an rcq::error with errno value `code`, returns its message.

@@ -6,6 +6,7 @@
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/budget.hpp>
 #include <rcq/detail/hex.hpp>
+#include <rcq/detail/reset_on_move.hpp>
 #include <rcq/detail/shared_folder.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -26,6 +27,152 @@
 #include <vector>
 
 #include <unistd.h>
+
+namespace rcq::detail {
+
+/// The first line of every file of rcq::handshake::file_mesh: format and version.
+inline constexpr std::string_view mesh_format_line = "rcq-file-mesh 1";
+
+/// One parsed file of another rank of rcq::handshake::file_mesh.
+struct mesh_record {
+    bool ready = false;              ///< state ready (else exchange)
+    std::string nonce;               ///< the writer's nonce of its run
+    std::vector<std::string> acks;   ///< by rank: a nonce, or "none"
+    std::vector<endpoint> endpoints; ///< by rank: the writer's endpoint for that rank
+};
+
+/// Parses the text of the file that rank `writer` of a mesh of `size`
+/// ranks in `session` must have written; with `secret`, its tag must verify
+/// (without, it must have none). `where` starts error messages. Throws
+/// rcq::error (EPROTO, EINVAL from the endpoint parser, EACCES for the tag)
+/// for anything else. Only this function reads a peer's file content; lines
+/// come in the order file_mesh writes them, anything else is refused.
+inline mesh_record parse_mesh_record(std::string_view text, std::size_t writer, std::string_view session,
+                                     int size, const shared_secret* secret, const std::string& where) {
+    constexpr std::string_view format_line = mesh_format_line;
+    auto bad = [&](const std::string& what) {
+        throw_invalid(where + ": " + what,
+                      "it was not written by this version of rcq's file mesh; if it is a "
+                      "leftover, delete it and start the mesh again",
+                      EPROTO);
+    };
+    if (text.empty()) bad("empty file");
+    if (text.back() != '\n') bad("truncated (the last line has no newline)");
+    const std::string_view whole = text;
+    std::string_view lines = text.substr(0, text.size() - 1);
+    std::size_t consumed = 0; // bytes before the current line, for the tag
+    auto next_line = [&]() -> std::optional<std::string_view> {
+        if (lines.empty() && consumed >= whole.size()) return std::nullopt;
+        auto end = lines.find('\n');
+        auto line = lines.substr(0, end);
+        consumed += line.size() + 1;
+        lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
+        return line;
+    };
+    // Reads the next line, which must be "KEY VALUE"; returns VALUE.
+    auto expect = [&](std::string_view key) -> std::string_view {
+        auto line = next_line();
+        if (!line) bad("truncated or incomplete: no \"" + std::string(key) + "\" line");
+        auto space = line->find(' ');
+        if (line->substr(0, space) != key)
+            bad("expected a \"" + std::string(key) + "\" line, got " + quote(*line));
+        return space == std::string_view::npos ? std::string_view{} : line->substr(space + 1);
+    };
+    auto number = [&](std::string_view key, std::string_view v) {
+        std::size_t value = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+        if (ec != std::errc{} || end != v.data() + v.size() || v.empty())
+            bad("bad " + std::string(key) + " " + quote(v));
+        return value;
+    };
+    // "K REST" for the rank K expected next: returns REST.
+    auto indexed = [&](std::string_view key, std::size_t k) {
+        auto v = expect(key);
+        auto space = v.find(' ');
+        if (space == std::string_view::npos || number(key, v.substr(0, space)) != k)
+            bad("expected \"" + std::string(key) + " " + std::to_string(k) + " ...\", got " +
+                quote(std::string(key) + " " + std::string(v)));
+        return v.substr(space + 1);
+    };
+
+    auto first = next_line();
+    if (first != format_line) {
+        constexpr std::string_view name = "rcq-file-mesh ";
+        if (first->substr(0, name.size()) == name)
+            throw_invalid(where + ": format " + quote(first->substr(name.size())) +
+                              " not supported (this build reads version 1)",
+                          "build every rank with the same rcq release", EPROTO);
+        bad("expected the first line \"" + std::string(format_line) + "\", got " +
+            quote(*first));
+    }
+    if (auto v = expect("session"); v != session)
+        bad("belongs to session " + quote(v) + ", not \"" + std::string(session) + "\"");
+    if (auto v = expect("rank"); number("rank", v) != writer)
+        bad("was written by rank " + quote(v) + ", not " + std::to_string(writer));
+    if (auto v = expect("size"); number("size", v) != static_cast<std::size_t>(size))
+        throw_invalid(where + ": rank " + std::to_string(writer) + " was started for a mesh of " +
+                          quote(v) + " ranks, this rank for " + std::to_string(size),
+                      "start every rank with the same size", EPROTO);
+    mesh_record r;
+    auto state = expect("state");
+    if (state != "exchange" && state != "ready") bad("bad state " + quote(state));
+    r.ready = state == "ready";
+    r.nonce = std::string(expect("nonce"));
+    if (!is_hex_nonce(r.nonce))
+        bad("bad nonce " + quote(r.nonce) + " (expected 32 hex digits)");
+    const auto n = static_cast<std::size_t>(size);
+    r.acks.assign(n, std::string());
+    for (std::size_t k = 0; k < n; ++k) {
+        if (k == writer) continue;
+        r.acks[k] = std::string(indexed("ack", k));
+        if (r.acks[k] != "none" && !is_hex_nonce(r.acks[k]))
+            bad("bad ack " + quote(r.acks[k]) + " (expected 32 hex digits or \"none\")");
+    }
+    expect("host");
+    expect("pid");
+    expect("time");
+    r.endpoints.assign(n, endpoint{});
+    for (std::size_t k = 0; k < n; ++k) {
+        if (k == writer) continue;
+        auto text_form = indexed("endpoint", k);
+        try {
+            r.endpoints[k] = from_text(text_form);
+        } catch (const error& e) {
+            throw error(e.code(), where + ": endpoint " + std::to_string(k) + ": " + e.step(),
+                        e.hint().empty() ? "delete the file if it is a leftover, and start the "
+                                           "mesh again"
+                                         : e.hint());
+        }
+    }
+    const std::string_view signed_part = whole.substr(0, consumed);
+    auto tag_line = next_line();
+    if (!tag_line) {
+        if (secret)
+            throw_invalid(where + " is not authenticated (no tag line)",
+                          "rank " + std::to_string(writer) +
+                              " has no shared secret: give every rank the same one",
+                          EACCES);
+    } else {
+        constexpr std::string_view key = "tag ";
+        if (tag_line->substr(0, key.size()) != key) bad("unexpected line " + quote(*tag_line));
+        shared_secret::tag_type tag{};
+        if (!parse_hex_bytes(tag_line->substr(key.size()), tag))
+            bad("bad tag " + quote(tag_line->substr(key.size())) + " (expected " +
+                std::to_string(2 * tag.size()) + " hex digits)");
+        if (next_line()) bad("lines after the tag");
+        if (!secret)
+            throw_invalid(where + " is authenticated and this rank has no shared secret",
+                          "give every rank the same secret", EACCES);
+        if (!secret->verify(tag, {"rcq file mesh", signed_part}))
+            throw_invalid(where + " failed to authenticate: its tag does not verify",
+                          "rank " + std::to_string(writer) +
+                              " uses another secret, or the file was changed",
+                          EACCES);
+    }
+    return r;
+}
+
+} // namespace rcq::detail
 
 namespace rcq::handshake {
 
@@ -127,12 +274,12 @@ public:
     /// The largest mesh.
     static constexpr int max_size = 1024;
     /// The first line of every file: format name and version.
-    static constexpr std::string_view format_line = "rcq-file-mesh 1";
+    static constexpr std::string_view format_line = rcq::detail::mesh_format_line;
 
     /// With the given settings; throws rcq::error (EINVAL) for invalid ones,
     /// or for a folder that is missing or not writable.
     explicit file_mesh(options opts) : opts_(std::move(opts)) {
-        detail::check_file_name_part("file mesh", "session", opts_.session);
+        rcq::detail::check_file_name_part("file mesh", "session", opts_.session);
         if (opts_.size < 1 || opts_.size > max_size)
             throw_invalid("file mesh: size " + std::to_string(opts_.size) + " is out of range",
                           "give the number of ranks, 1 to " + std::to_string(max_size));
@@ -144,7 +291,7 @@ public:
             throw_invalid(role() + ": the timeout must be positive");
         if (opts_.poll_interval <= std::chrono::milliseconds::zero())
             throw_invalid(role() + ": the poll interval must be positive");
-        detail::check_shared_folder(opts_.folder, role());
+        rcq::detail::check_shared_folder(opts_.folder, role());
         phase_ = phase::fresh;
     }
 
@@ -158,26 +305,9 @@ public:
                             .timeout = timeout}) {}
 
     /// Takes over; `other` is left moved-from.
-    file_mesh(file_mesh&& other) noexcept
-        : opts_(std::move(other.opts_)), auth_(std::move(other.auth_)), deadline_(other.deadline_),
-          nonce_(std::move(other.nonce_)), acked_(std::move(other.acked_)),
-          local_(std::move(other.local_)), writes_(other.writes_),
-          phase_(std::exchange(other.phase_, phase::moved_from)) {}
-
+    file_mesh(file_mesh&&) noexcept = default;
     /// Takes over; `other` is left moved-from.
-    file_mesh& operator=(file_mesh&& other) noexcept {
-        if (this != &other) {
-            opts_ = std::move(other.opts_);
-            auth_ = std::move(other.auth_);
-            deadline_ = other.deadline_;
-            nonce_ = std::move(other.nonce_);
-            acked_ = std::move(other.acked_);
-            local_ = std::move(other.local_);
-            writes_ = other.writes_;
-            phase_ = std::exchange(other.phase_, phase::moved_from);
-        }
-        return *this;
-    }
+    file_mesh& operator=(file_mesh&&) noexcept = default;
 
     file_mesh(const file_mesh&) = delete;
     file_mesh& operator=(const file_mesh&) = delete;
@@ -216,7 +346,7 @@ public:
         for (std::size_t j = 0; j < n; ++j)
             if (!self(j)) auth_.check_offer(local[j], role());
         const deadline& dl = budget();
-        nonce_ = detail::hex_nonce();
+        nonce_ = rcq::detail::hex_nonce();
         acked_.assign(n, std::string());
         local_.assign(n, std::string());
         for (std::size_t j = 0; j < n; ++j)
@@ -257,13 +387,13 @@ public:
                             " never acknowledged this run (a leftover of an earlier run, or that "
                             "rank stopped)";
                 throw_error(role() + ": the mesh was not complete within " +
-                                detail::budget_text(opts_.timeout) + ": " + what,
+                                rcq::detail::budget_text(opts_.timeout) + ": " + what,
                             "start every rank of 0.." + std::to_string(n - 1) +
                                 " with the same folder, session \"" + opts_.session + "\" and size " +
                                 std::to_string(n) + ", or give them a longer timeout",
                             ETIMEDOUT);
             }
-            detail::pause_until(dl, opts_.poll_interval);
+            rcq::detail::pause_until(dl, opts_.poll_interval);
         }
         phase_ = phase::exchanged;
         return remote;
@@ -293,13 +423,13 @@ public:
                 for (std::size_t j = 0; j < n; ++j)
                     if (!ready[j]) late.push_back(j);
                 throw_error(role() + ": " + ranks_text(late) + " did not reach the barrier within " +
-                                detail::budget_text(opts_.timeout),
+                                rcq::detail::budget_text(opts_.timeout),
                             "they exchanged endpoints but have not called barrier(); they may have "
                             "failed after the exchange (their own output says why), or need a "
                             "longer timeout",
                             ETIMEDOUT);
             }
-            detail::pause_until(dl, opts_.poll_interval);
+            rcq::detail::pause_until(dl, opts_.poll_interval);
         }
         phase_ = phase::done;
     }
@@ -333,13 +463,7 @@ public:
 private:
     enum class phase { fresh, exchanged, done, moved_from };
 
-    // One parsed file of another rank.
-    struct record {
-        bool ready = false;
-        std::string nonce;
-        std::vector<std::string> acks;   // by rank: a nonce, or "none"
-        std::vector<endpoint> endpoints; // by rank: its endpoint for that rank
-    };
+    using record = rcq::detail::mesh_record;
 
     std::string role() const {
         return "file mesh as rank " + std::to_string(opts_.rank) + " of " + std::to_string(opts_.size);
@@ -348,7 +472,7 @@ private:
     std::size_t rank_index() const noexcept { return static_cast<std::size_t>(opts_.rank); }
     bool self(std::size_t j) const noexcept { return j == rank_index(); }
 
-    const deadline& budget() { return detail::budget(deadline_, opts_.timeout); }
+    const deadline& budget() { return rcq::detail::budget(deadline_, opts_.timeout); }
 
     void require(phase wanted, const char* call, const char* hint) const {
         if (phase_ == wanted) return;
@@ -375,162 +499,38 @@ private:
         for (std::size_t j = 0; j < acked_.size(); ++j)
             if (!self(j))
                 text += "\nack " + std::to_string(j) + " " + (acked_[j].empty() ? "none" : acked_[j]);
-        text += "\nhost " + detail::host_name();
+        text += "\nhost " + rcq::detail::host_name();
         text += "\npid " + std::to_string(::getpid());
         text += "\ntime " + std::to_string(static_cast<long long>(std::time(nullptr)));
         for (std::size_t j = 0; j < local_.size(); ++j)
             if (!self(j)) text += "\nendpoint " + std::to_string(j) + " " + local_[j];
         text += "\n";
         if (const auto* secret = auth_.secret())
-            text += "tag " + detail::hex_bytes(secret->tag({"rcq file mesh", text})) + "\n";
+            text += "tag " + rcq::detail::hex_bytes(secret->tag({"rcq file mesh", text})) + "\n";
         const auto tmp = opts_.folder / ("." + opts_.session + ".rank" + std::to_string(opts_.rank) +
                                          ".mesh." + nonce_.substr(0, 8) + "-" +
                                          std::to_string(++writes_) + ".tmp");
-        detail::write_file_atomically(path_of(opts_.rank), tmp, text, role());
+        rcq::detail::write_file_atomically(path_of(opts_.rank), tmp, text, role());
     }
 
     std::optional<record> read_rank(std::size_t j) const {
         const auto path = path_of(static_cast<int>(j));
-        auto text = detail::read_peer_text(path, max_file_size(opts_.size), role(),
+        auto text = rcq::detail::read_peer_text(path, max_file_size(opts_.size), role(),
                                            "rank " + std::to_string(j));
         if (!text) return std::nullopt;
-        return parse(*text, j, role() + ": " + path.string());
-    }
-
-    // Only this function reads a peer's file content. Lines come in the
-    // order write_own() writes them; anything else is refused.
-    record parse(std::string_view text, std::size_t writer, const std::string& where) const {
-        auto bad = [&](const std::string& what) {
-            throw_invalid(where + ": " + what,
-                          "it was not written by this version of rcq's file mesh; if it is a "
-                          "leftover, delete it and start the mesh again",
-                          EPROTO);
-        };
-        if (text.empty()) bad("empty file");
-        if (text.back() != '\n') bad("truncated (the last line has no newline)");
-        const std::string_view whole = text;
-        std::string_view lines = text.substr(0, text.size() - 1);
-        std::size_t consumed = 0; // bytes before the current line, for the tag
-        auto next_line = [&]() -> std::optional<std::string_view> {
-            if (lines.empty() && consumed >= whole.size()) return std::nullopt;
-            auto end = lines.find('\n');
-            auto line = lines.substr(0, end);
-            consumed += line.size() + 1;
-            lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 1);
-            return line;
-        };
-        // Reads the next line, which must be "KEY VALUE"; returns VALUE.
-        auto expect = [&](std::string_view key) -> std::string_view {
-            auto line = next_line();
-            if (!line) bad("truncated or incomplete: no \"" + std::string(key) + "\" line");
-            auto space = line->find(' ');
-            if (line->substr(0, space) != key)
-                bad("expected a \"" + std::string(key) + "\" line, got " + detail::quote(*line));
-            return space == std::string_view::npos ? std::string_view{} : line->substr(space + 1);
-        };
-        auto number = [&](std::string_view key, std::string_view v) {
-            std::size_t value = 0;
-            auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
-            if (ec != std::errc{} || end != v.data() + v.size() || v.empty())
-                bad("bad " + std::string(key) + " " + detail::quote(v));
-            return value;
-        };
-        // "K REST" for the rank K expected next: returns REST.
-        auto indexed = [&](std::string_view key, std::size_t k) {
-            auto v = expect(key);
-            auto space = v.find(' ');
-            if (space == std::string_view::npos || number(key, v.substr(0, space)) != k)
-                bad("expected \"" + std::string(key) + " " + std::to_string(k) + " ...\", got " +
-                    detail::quote(std::string(key) + " " + std::string(v)));
-            return v.substr(space + 1);
-        };
-
-        auto first = next_line();
-        if (first != format_line) {
-            constexpr std::string_view name = "rcq-file-mesh ";
-            if (first->substr(0, name.size()) == name)
-                throw_invalid(where + ": format " + detail::quote(first->substr(name.size())) +
-                                  " not supported (this build reads version 1)",
-                              "build every rank with the same rcq release", EPROTO);
-            bad("expected the first line \"" + std::string(format_line) + "\", got " +
-                detail::quote(*first));
-        }
-        if (auto v = expect("session"); v != opts_.session)
-            bad("belongs to session " + detail::quote(v) + ", not \"" + opts_.session + "\"");
-        if (auto v = expect("rank"); number("rank", v) != writer)
-            bad("was written by rank " + detail::quote(v) + ", not " + std::to_string(writer));
-        if (auto v = expect("size"); number("size", v) != static_cast<std::size_t>(opts_.size))
-            throw_invalid(where + ": rank " + std::to_string(writer) + " was started for a mesh of " +
-                              detail::quote(v) + " ranks, this rank for " + std::to_string(opts_.size),
-                          "start every rank with the same size", EPROTO);
-        record r;
-        auto state = expect("state");
-        if (state != "exchange" && state != "ready") bad("bad state " + detail::quote(state));
-        r.ready = state == "ready";
-        r.nonce = std::string(expect("nonce"));
-        if (!detail::is_hex_nonce(r.nonce))
-            bad("bad nonce " + detail::quote(r.nonce) + " (expected 32 hex digits)");
-        const auto n = static_cast<std::size_t>(opts_.size);
-        r.acks.assign(n, std::string());
-        for (std::size_t k = 0; k < n; ++k) {
-            if (k == writer) continue;
-            r.acks[k] = std::string(indexed("ack", k));
-            if (r.acks[k] != "none" && !detail::is_hex_nonce(r.acks[k]))
-                bad("bad ack " + detail::quote(r.acks[k]) + " (expected 32 hex digits or \"none\")");
-        }
-        expect("host");
-        expect("pid");
-        expect("time");
-        r.endpoints.assign(n, endpoint{});
-        for (std::size_t k = 0; k < n; ++k) {
-            if (k == writer) continue;
-            auto text_form = indexed("endpoint", k);
-            try {
-                r.endpoints[k] = from_text(text_form);
-            } catch (const error& e) {
-                throw error(e.code(), where + ": endpoint " + std::to_string(k) + ": " + e.step(),
-                            e.hint().empty() ? "delete the file if it is a leftover, and start the "
-                                               "mesh again"
-                                             : e.hint());
-            }
-        }
-        const std::string_view signed_part = whole.substr(0, consumed);
-        auto tag_line = next_line();
-        const auto* secret = auth_.secret();
-        if (!tag_line) {
-            if (secret)
-                throw_invalid(where + " is not authenticated (no tag line)",
-                              "rank " + std::to_string(writer) +
-                                  " has no shared secret: give every rank the same one",
-                              EACCES);
-        } else {
-            constexpr std::string_view key = "tag ";
-            if (tag_line->substr(0, key.size()) != key) bad("unexpected line " + detail::quote(*tag_line));
-            shared_secret::tag_type tag{};
-            if (!detail::parse_hex_bytes(tag_line->substr(key.size()), tag))
-                bad("bad tag " + detail::quote(tag_line->substr(key.size())) + " (expected " +
-                    std::to_string(2 * tag.size()) + " hex digits)");
-            if (next_line()) bad("lines after the tag");
-            if (!secret)
-                throw_invalid(where + " is authenticated and this rank has no shared secret",
-                              "give every rank the same secret", EACCES);
-            if (!secret->verify(tag, {"rcq file mesh", signed_part}))
-                throw_invalid(where + " failed to authenticate: its tag does not verify",
-                              "rank " + std::to_string(writer) +
-                                  " uses another secret, or the file was changed",
-                              EACCES);
-        }
-        return r;
+        return rcq::detail::parse_mesh_record(*text, j, opts_.session, opts_.size, auth_.secret(),
+                                              role() + ": " + path.string());
     }
 
     options opts_;
-    detail::handshake_auth auth_;
+    rcq::detail::handshake_auth auth_;
     std::optional<deadline> deadline_; // set on first use
     std::string nonce_;                // this run's, drawn in exchange()
     std::vector<std::string> acked_;   // by rank: the nonce of its file we acknowledge
     std::vector<std::string> local_;   // by rank: our endpoint for it, as text
     unsigned writes_ = 0;              // numbers temporary files
-    phase phase_ = phase::moved_from;  // until the constructor has checked everything
+    // moved_from until the constructor has checked everything, and after a move
+    rcq::detail::reset_on_move<phase, phase::moved_from> phase_ = phase::moved_from;
 };
 
 } // namespace rcq::handshake
