@@ -82,14 +82,14 @@ else
 fi
 
 # t_typical: the 5th column of the row after perftest's header line; MsgRate:
-# the 5th of the bandwidth row (Mpps).
+# the 4th of the bandwidth row (Mpps).
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
 lat() { for f in "$work"/r*_"$1"_lat_"$2".client; do
     [[ -e $f ]] || continue
     awk '/t_typical/ { getline; print $5; exit }' "$f"; done | median; }
 rate() { for f in "$work"/r*_"$1"_bw_64.client; do
     [[ -e $f ]] || continue
-    awk '/MsgRate/ { getline; print $5; exit }' "$f"; done | median; }
+    awk '/MsgRate/ { getline; print $4; exit }' "$f"; done | median; }
 echo "| test | coroutine (rcq/async) | rcq synchronous | perftest |"
 echo "| --- | ---: | ---: | ---: |"
 for size in 2 4096; do
