@@ -91,8 +91,9 @@ struct options {
     std::size_t cq_mod = 1;
     std::size_t post_list = 1;
     std::uint32_t inline_size = 0;
-    std::string op = "send"; // rcq_lat: send or write
+    std::string op = "send"; // rcq_lat: send, write or async (SEND awaited by a coroutine)
     bool check = false;      // rcq_bw --check: verify the bytes that arrived
+    bool async = false;      // rcq_bw --async: WRITEs awaited by coroutines (rcq/async)
     std::chrono::seconds timeout{60};
     bool cm = false; // rcq_lat --cm: connect through the RDMA CM, not TCP
 
@@ -140,12 +141,14 @@ inline options parse(int argc, char** argv, options o, bool with_op, bool with_p
         else if (arg == "-I") o.inline_size = number<std::uint32_t>(value(), 0, 4096, "inline size");
         else if (arg == "-t") o.timeout = std::chrono::seconds(number<int>(value(), 1, 3600, "timeout"));
         else if (with_post_list && arg == "--check") o.check = true;
+        else if (with_post_list && arg == "--async") o.async = true;
         else if (with_post_list && arg == "-l")
             o.post_list = number<std::size_t>(value(), 1, sq_depth, "post list");
         else if (with_op && arg == "--cm") o.cm = true;
         else if (with_op && arg == "--op") {
             o.op = value();
-            if (o.op != "send" && o.op != "write") throw usage_error("--op is send or write");
+            if (o.op != "send" && o.op != "write" && o.op != "async")
+                throw usage_error("--op is send, write or async");
         } else if (arg.size() > 1 && arg[0] == '-') throw usage_error("unknown option " + std::string(arg));
         else if (o.host.empty()) o.host = arg;
         else throw usage_error("unexpected argument '" + std::string(arg) + "'");
@@ -192,7 +195,7 @@ inline rcq::connection_options connection_options(const options& o, bool remote_
     c.caps.max_send_wr = 2 * sq_depth; // room for rcq_bw's send_queue; see there
     c.caps.max_recv_wr = rq_depth;
     c.caps.max_inline_data = o.inline_size;
-    c.cq_depth = static_cast<int>(sq_depth + rq_depth);
+    c.cq_depth = static_cast<int>(2 * sq_depth + rq_depth); // both queues, full
     c.remote_access = remote_write ? IBV_ACCESS_REMOTE_WRITE : 0;
     return c;
 }

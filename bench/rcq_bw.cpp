@@ -19,7 +19,19 @@
 // buffer, filled with a pattern, to the same slot on the server, which
 // compares every slot once the client is done. Without it every WRITE
 // carries the same bytes to the same place, as perftest's do.
+//
+// --async (client): the WRITEs go through rcq's asynchronous layer instead:
+// 128 C++20 coroutines on one io_context (the tx depth), each awaiting its
+// WRITEs one after the other (rcq::async_qp::async_write, use_awaitable,
+// busy polling from the io_context); every WRITE is signaled, so compare
+// with -Q 1. Not with -l or --check.
 #include "perf_common.hpp"
+
+#include <rcq/async.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <thread>
 
@@ -29,7 +41,7 @@ using namespace rcq_perf;
 
 constexpr const char* usage =
     "usage: rcq_bw [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod] [-l post_list]\n"
-    "              [-p port] [-t timeout_s] [--check] [server_host]\n"
+    "              [-p port] [-t timeout_s] [--check] [--async] [server_host]\n"
     "  server when no host is given; defaults: -s 65536, -n 5000, -Q 100, -l 1, -p 18515,\n"
     "  -t 60 (per wait), the first device and its RoCE v2 GID. -n must be a multiple of -Q.\n"
     "  --check (give it to both sides) verifies every byte that arrived.\n";
@@ -115,6 +127,36 @@ result write_all(connection& conn, const options& o) {
     return {clock::now() - start, completions};
 }
 
+/// --async: o.iters WRITEs by sq_depth coroutines, each awaiting its own.
+result write_all_async(connection& conn, const options& o) {
+    namespace asio = boost::asio;
+    asio::io_context io(1);
+    rcq::async_cq<connection::poll_type> cq(io.get_executor(), conn.poll_policy(),
+                                            conn.completion_queue());
+    rcq::async_qp<rcq::state::rts> q(cq, std::move(conn.queue_pair()));
+    const auto size = static_cast<std::uint32_t>(o.size);
+    const rcq::remote_slice to = rcq::remote_region::of(conn.remote()).slice(0, size);
+    const ibv_sge sge = rcq::local(conn.buffer_policy(), 0, size);
+    std::uint64_t completions = 0, failed = 0;
+    auto writer = [&](std::uint64_t count) -> asio::awaitable<void> {
+        for (std::uint64_t i = 0; i < count; ++i) {
+            (void)co_await q.async_write(sge, to, asio::use_awaitable);
+            ++completions;
+        }
+    };
+    const clock::time_point start = clock::now();
+    for (std::uint64_t w = 0; w < sq_depth; ++w)
+        asio::co_spawn(io, writer(o.iters / sq_depth + (w < o.iters % sq_depth ? 1 : 0)),
+                       [&](std::exception_ptr e) { failed += e != nullptr; });
+    io.run_for(o.timeout);
+    const clock::duration elapsed = clock::now() - start;
+    if (failed != 0 || completions != o.iters)
+        rcq::throw_invalid(std::to_string(completions) + " of " + std::to_string(o.iters) +
+                           " asynchronous WRITEs completed");
+    conn.queue_pair() = rcq::qp<rcq::state::rts>::adopt_unchecked(std::move(q).release());
+    return {elapsed, completions};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -134,7 +176,11 @@ int main(int argc, char** argv) {
                               std::to_string(o.cq_mod) + " (the last WRITE must be signaled)");
 
         connection conn(handshake(o), connection_options(o, true));
-        print_header(o.post_list > 1 ? "rcq RDMA_Write Post List BW Test" : "rcq RDMA_Write BW Test",
+        if (o.async && (o.post_list > 1 || o.check))
+            throw usage_error("--async takes neither -l nor --check");
+        print_header(o.async               ? "rcq RDMA_Write BW Test (coroutines)"
+                     : o.post_list > 1 ? "rcq RDMA_Write Post List BW Test"
+                                       : "rcq RDMA_Write BW Test",
                      o, conn, true);
         const std::size_t span = slots(o.size) * o.size;
         if (o.check && o.is_client())
@@ -156,7 +202,9 @@ int main(int argc, char** argv) {
             return;
         }
         result r;
-        if (o.post_list == 1)
+        if (o.async)
+            r = write_all_async(conn, o);
+        else if (o.post_list == 1)
             with_constant<signal_intervals>(o.cq_mod, [&](auto every) {
                 r = write_all<decltype(every)::value, 1>(conn, o);
             });

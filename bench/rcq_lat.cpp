@@ -22,6 +22,14 @@
 // up the connection took (its constructor: device, memory, CQ, QP, handshake).
 #include "perf_common.hpp"
 
+#include <rcq/async.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <exception>
 #include <thread>
 
 namespace {
@@ -29,7 +37,7 @@ namespace {
 using namespace rcq_perf;
 
 constexpr const char* usage =
-    "usage: rcq_lat [--op send|write] [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod]\n"
+    "usage: rcq_lat [--op send|write|async] [-d dev] [-x gid_index] [-s size] [-n iters] [-Q cq_mod]\n"
     "               [-I inline_size] [-p port] [-t timeout_s] [--cm] [server_host]\n"
     "  server when no host is given; defaults: --op send, -s 2, -n 1000, -Q 1, -I 0,\n"
     "  -p 18515, -t 60, the first device and its RoCE v2 GID.\n";
@@ -45,8 +53,10 @@ public:
           out_(rcq::local(conn.buffer_policy(), 0, size_)),
           in_(rcq::local(conn.buffer_policy(), incoming_offset, size_)),
           send_(out_, 0),
+          // Without --op write the WRITE is never posted; its slice only has
+          // to be long enough for the request to be built.
           write_wr_(out_, write_ ? rcq::remote_region::of(conn.remote()).slice(incoming_offset, size_)
-                                 : rcq::remote_slice{},
+                                 : rcq::remote_slice{0, 0, size_},
                     0),
           recv_(in_, 0),
           last_in_(reinterpret_cast<volatile std::uint8_t*>(conn.buffer().data() + incoming_offset +
@@ -162,6 +172,55 @@ private:
     std::uint64_t sends_completed_ = 0;
 };
 
+/// The SEND ping-pong with coroutines: the client sends first; each side
+/// keeps one receive posted for the peer's next message, posting it with
+/// its own SEND in one parallel group.
+template <class Connection>
+std::pair<std::vector<std::uint64_t>, double> async_ping_pong(Connection& conn, const options& o) {
+    namespace asio = boost::asio;
+    using asio::experimental::make_parallel_group;
+    using asio::experimental::wait_for_all;
+    using poll_type = typename Connection::poll_type;
+    asio::io_context io(1);
+    rcq::async_cq<poll_type> cq(io.get_executor(), conn.poll_policy(), conn.completion_queue());
+    rcq::async_qp<rcq::state::rts> q(cq, std::move(conn.queue_pair()));
+    const auto size = static_cast<std::uint32_t>(o.size);
+    const ibv_sge out = rcq::local(conn.buffer_policy(), 0, size);
+    const ibv_sge in = rcq::local(conn.buffer_policy(), incoming_offset, size);
+    std::vector<std::uint64_t> posted(o.iters);
+    const stopwatch watch;
+
+    auto side = [&]() -> asio::awaitable<void> {
+        if (!o.is_client()) (void)co_await q.async_recv(in, asio::use_awaitable);
+        for (std::uint64_t i = 0; i < o.iters; ++i) {
+            posted[i] = stopwatch::ticks();
+            const bool last_reply = !o.is_client() && i + 1 == o.iters;
+            if (last_reply) {
+                (void)co_await q.async_send(out, asio::use_awaitable);
+                break;
+            }
+            auto [order, recv_ec, wc, send_ec, sent] =
+                co_await make_parallel_group(q.async_recv(in, asio::deferred),
+                                             q.async_send(out, asio::deferred))
+                    .async_wait(wait_for_all(), asio::use_awaitable);
+            if (send_ec) throw boost::system::system_error(send_ec, "the SEND");
+            if (recv_ec) throw boost::system::system_error(recv_ec, "the peer's SEND");
+        }
+    };
+    std::exception_ptr failure;
+    asio::co_spawn(io, side(), [&](std::exception_ptr e) { failure = e; });
+    // The server's first receive goes before the go-ahead.
+    if (!o.is_client())
+        while (cq.outstanding() == 0 && io.run_one() != 0) {
+        }
+    conn.ready();
+    io.run_for(o.timeout * 2);
+    if (failure) std::rethrow_exception(failure);
+    if (cq.outstanding() != 0) no_progress("the asynchronous ping-pong", o.timeout * 2);
+    conn.queue_pair() = rcq::qp<rcq::state::rts>::adopt_unchecked(std::move(q).release());
+    return {std::move(posted), watch.us_per_tick()};
+}
+
 template <class Connection, class MakeHandshake>
 void measure(const options& o, MakeHandshake make_handshake) {
     using Handshake = decltype(make_handshake(o));
@@ -172,15 +231,21 @@ void measure(const options& o, MakeHandshake make_handshake) {
     Connection conn(make_handshake(o), connection_options(o, write));
     const double setup_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    print_header(write ? "rcq RDMA_Write Latency Test" : "rcq Send Latency Test", o, conn, false);
+    print_header(write                ? "rcq RDMA_Write Latency Test"
+                 : o.op == "async" ? "rcq Send Latency Test (coroutines)"
+                                   : "rcq Send Latency Test",
+                 o, conn, false);
     if (o.is_client())
         std::printf(" Connection set-up: %.2f ms (%s handshake)\n", setup_ms, o.cm ? "rdma_cm" : "tcp");
 
     std::pair<std::vector<std::uint64_t>, double> posted;
-    with_constant<signal_intervals>(o.cq_mod, [&](auto every) {
-        ping_pong<Connection, decltype(every)::value> side(conn, o);
-        posted = side.run();
-    });
+    if (o.op == "async")
+        posted = async_ping_pong(conn, o);
+    else
+        with_constant<signal_intervals>(o.cq_mod, [&](auto every) {
+            ping_pong<Connection, decltype(every)::value> side(conn, o);
+            posted = side.run();
+        });
     // Neither side leaves before the other is done: its last message may
     // still be waiting for the ACK the peer's QP sends. Over the RDMA CM the
     // server, which finishes last (its last message is the last one),

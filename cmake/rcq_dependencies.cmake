@@ -35,12 +35,24 @@ if(NOT TARGET rcq::rdmacm)
     endif()
 endif()
 
-# Boost.Hana is header-only: Boost's headers are enough.
+# Boost is header-only here: Hana for all of rcq (1.74 has it), Asio and
+# System for rcq/async, which needs 1.80 or newer (Asio's per-operation
+# cancellation and deferred; its headers static_assert on BOOST_VERSION).
+# Debian 12: libboost1.81-dev (which replaces libboost-dev, 1.74).
 if(NOT TARGET Boost::headers)
     find_package(Boost 1.74 QUIET)
     if(NOT Boost_FOUND)
-        message(FATAL_ERROR "rcq needs Boost.Hana; on Debian: apt-get install libboost-dev")
+        message(FATAL_ERROR "rcq needs Boost.Hana (and Boost 1.80 or newer for rcq/async); on "
+                            "Debian 12: apt-get install libboost1.81-dev")
     endif()
+endif()
+# Whether rcq/async can be used: set when this file found Boost itself.
+if(DEFINED Boost_VERSION_STRING AND Boost_VERSION_STRING VERSION_LESS 1.80)
+    set(RCQ_ASYNC_AVAILABLE OFF)
+    message(STATUS "rcq: Boost ${Boost_VERSION_STRING} is older than 1.80: rcq/async (Boost.Asio) "
+                   "is left out; on Debian 12 apt-get install libboost1.81-dev for it")
+else()
+    set(RCQ_ASYNC_AVAILABLE ON)
 endif()
 
 # libsodium (optional): authentication of the handshakes (rcq/secret.hpp).

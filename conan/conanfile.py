@@ -2,7 +2,8 @@
 #
 #   conan create conan/ --build=missing
 #
-# Boost (for Hana) comes from Conan, header-only. libibverbs and librdmacm are
+# Boost (Hana for all of rcq, Asio and System for rcq/async, which needs 1.80
+# or newer) comes from Conan, header-only. libibverbs and librdmacm are
 # taken from the system (Debian: libibverbs-dev and librdmacm-dev, with
 # ibverbs-providers at run time): they
 # talks to the kernel's RDMA stack and the providers that match it, so a
@@ -37,7 +38,8 @@ class RcqConan(ConanFile):
         basic_layout(self, src_folder=".")
 
     def requirements(self):
-        self.requires("boost/[>=1.74 <2]", transitive_headers=True)
+        # 1.80: rcq/async uses Asio's per-operation cancellation and deferred.
+        self.requires("boost/[>=1.80 <2]", transitive_headers=True)
 
     def validate(self):
         from conan.errors import ConanInvalidConfiguration

@@ -14,7 +14,7 @@ flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-po
 cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRCQ_BUILD_BENCH=OFF \
     -DCMAKE_CXX_FLAGS="$flags" >/dev/null
 cmake --build "$asan" -j "$(nproc)" --target rcq_unit_tests rcq_rdma_tests \
-    rdma_server rdma_client rdma_write_read custom_policies
+    rdma_server rdma_client rdma_write_read custom_policies rcq_async_tests async_echo
 built=$SECONDS
 
 # halt_on_error: the first report ends the program with a failure. These
