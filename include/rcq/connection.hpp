@@ -4,6 +4,7 @@
 #include <rcq/agreement.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/cq.hpp>
+#include <rcq/deadline.hpp>
 #include <rcq/detail/hex.hpp>
 #include <rcq/detail/policy_bag.hpp>
 #include <rcq/device.hpp>
@@ -32,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace rcq {
 
@@ -315,15 +317,12 @@ private:
         }
     }
 
-    // An optional count option, or min(16, the device's limit); over 255 or
-    // over the limit is refused.
+    // An optional count option, or min(16, the device's limit); over the
+    // limit is refused (checked() refused what is outside 0 to 255).
     std::uint8_t depth(std::optional<int> asked, int limit, const char* what,
                        const char* limit_name) const {
         if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
-        if (*asked < 0)
-            throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is negative",
-                          "ask for 0 or more");
-        if (*asked > 255 || *asked > limit)
+        if (*asked > limit)
             throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
                               device_name(ctx_) + " allows (" + limit_name + " " +
                               std::to_string(limit) + ")",
@@ -377,13 +376,13 @@ private:
         if (n == 0) {
             if (posted_ == 0)
                 throw_error("no completion for " + std::string(what) + " within " +
-                                std::to_string(timeout_.count()) + " ms: nothing was outstanding",
+                                detail::budget_text(timeout_) + ": nothing was outstanding",
                             "every post_send/post_recv of this connection has completed already "
                             "(requests posted on queue_pair() directly are not counted): post "
                             "before waiting",
                             ETIMEDOUT);
             throw_error("no completion for " + std::string(what) + " within " +
-                            std::to_string(timeout_.count()) + " ms",
+                            detail::budget_text(timeout_),
                         peer_gone() ? gone_hint
                                     : "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
@@ -396,6 +395,21 @@ private:
                 throw error(e.code(), e.step(), std::string(gone_hint) + "; " + e.hint());
             }
         }
+        if (wc.status == IBV_WC_RETRY_EXC_ERR) {
+            // The peer is not known to have gone: the address it gave may be
+            // one this host cannot reach, which only the transport finds out.
+            try {
+                check_completion(wc, what);
+            } catch (const error& e) {
+                throw error(e.code(), e.step(),
+                            "no ACK came from the peer's GID " + gid_entry{.gid = remote_.gid}.address() +
+                                " (QPN 0x" + detail::hex(remote_.qpn) +
+                                "): check that this host reaches that address (ping it) and that it "
+                                "is the peer's RoCE address, not one behind NAT or on another "
+                                "network; " +
+                                e.hint());
+            }
+        }
         check_completion(wc, what);
         narrate_completion(wc);
         return wc;
@@ -406,8 +420,44 @@ private:
         return offset <= size && length <= size - offset;
     }
 
-    // Settings that can be refused before anything is opened.
+    // Settings that can be refused before anything is opened: every value a
+    // field cannot take on any device. (What depends on the device, such as
+    // a GID index past its table or a depth past its limits, is refused by
+    // the step that meets it.)
     static const connection_options& checked(const connection_options& opts) {
+        auto refuse = [](const std::string& what, const std::string& hint) {
+            throw_invalid("connection_options::" + what, hint);
+        };
+        if (opts.port == 0) refuse("port 0 is not a port", "ports count from 1; most devices have only port 1");
+        if (opts.gid_index && (*opts.gid_index < 0 || *opts.gid_index > 255))
+            refuse("gid_index " + std::to_string(*opts.gid_index) + " is out of range",
+                   "a GID index is 0 to 255 (the address vector's sgid_index is 8 bits); leave it "
+                   "unset for the port's RoCE v2 GID");
+        if (opts.max_mtu && !mtu_from_bytes(static_cast<unsigned>(std::max(*opts.max_mtu, 0))))
+            refuse("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
+                   "choose 256, 512, 1024, 2048 or 4096");
+        for (auto [value, name] : {std::pair{opts.initiator_depth, "initiator_depth"},
+                                   std::pair{opts.responder_resources, "responder_resources"}})
+            if (value && (*value < 0 || *value > 255))
+                refuse(std::string(name) + " " + std::to_string(*value) + " is out of range",
+                       "ask for 0 to 255 (and at most what the device allows), or leave it unset");
+        if (opts.service_level > 15)
+            refuse("service_level " + std::to_string(opts.service_level) + " is out of range",
+                   "choose 0 to 15");
+        if (opts.retry_cnt > 7 || opts.rnr_retry > 7)
+            refuse("retry_cnt " + std::to_string(opts.retry_cnt) + " / rnr_retry " +
+                       std::to_string(opts.rnr_retry) + ": out of range",
+                   "both are 3-bit counts, 0 to 7 (7: retry for ever)");
+        constexpr unsigned remote_bits =
+            IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
+        if ((opts.remote_access & ~remote_bits) != 0)
+            refuse("remote_access 0x" + detail::hex(opts.remote_access) + " has bits other than "
+                       "IBV_ACCESS_REMOTE_WRITE, _READ and _ATOMIC",
+                   "give only the remote access the peer gets; local write is always on");
+        if (opts.completion_timeout <= std::chrono::milliseconds::zero())
+            refuse("completion_timeout " + std::to_string(opts.completion_timeout.count()) +
+                       " ms: it must be positive",
+                   "for no time limit, give std::chrono::milliseconds::max()");
         const std::uint64_t needed =
             std::uint64_t(opts.caps.max_send_wr) + opts.caps.max_recv_wr;
         if (opts.cq_depth <= 0 || std::uint64_t(opts.cq_depth) < needed)
@@ -565,15 +615,7 @@ private:
         local_.lid = port_.lid;
         local_.gid = gid_.gid;
         local_.mtu = static_cast<std::uint16_t>(mtu_bytes(port_.active_mtu));
-        if (opts.max_mtu) {
-            if (!mtu_from_bytes(static_cast<unsigned>(*opts.max_mtu)))
-                throw_invalid("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
-                              "choose 256, 512, 1024, 2048 or 4096");
-            local_.mtu = std::min(local_.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
-        }
-        if (opts.service_level > 15)
-            throw_invalid("service level " + std::to_string(opts.service_level) +
-                              " is out of range", "choose 0 to 15");
+        if (opts.max_mtu) local_.mtu = std::min(local_.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
         const ibv_device_attr caps = query_device(ctx_);
         local_.initiator_depth = depth(opts.initiator_depth, caps.max_qp_init_rd_atom,
                                        "initiator_depth", "max_qp_init_rd_atom");

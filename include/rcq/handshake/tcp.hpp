@@ -174,6 +174,9 @@ public:
     /// retrying with backoff within `timeout`.
     static tcp client(std::string host, std::uint16_t port,
                       std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
+        if (port == 0) // connect(2) to port 0 is refused every time: do not retry it for the budget
+            throw_invalid("tcp client: port 0 is not a port a server can listen on",
+                          "give the port the server listens on (its port() tells, if it asked for 0)");
         return tcp(false, std::move(host), port, timeout);
     }
 
