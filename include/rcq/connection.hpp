@@ -657,7 +657,23 @@ private:
                    .rnr_retry = opts.rnr_retry,
                    .max_rd_atomic = agreed.max_rd_atomic};
         }
-        auto ready_to_receive = std::move(initialized).to_rtr(rtr);
+        // On RoCE the kernel turns the peer's GID into a next-hop MAC address
+        // here (a route, then ARP or neighbour discovery, within 1 s): a GID
+        // this host cannot reach fails now, not at the first message.
+        auto ready_to_receive = [&] {
+            try {
+                return std::move(initialized).to_rtr(rtr);
+            } catch (const error& e) {
+                const int err = e.code().value();
+                if (err != ETIMEDOUT && err != ENETUNREACH && err != EHOSTUNREACH && err != ENODATA) throw;
+                throw error(e.code(), e.step(),
+                            "the kernel found no route or no neighbour (ARP) answer for the peer's GID " +
+                                gid_entry{.gid = rtr.dgid}.address() +
+                                ": check that this host reaches that address (ping it) and that it is "
+                                "the peer's RoCE address; " +
+                                e.hint());
+            }
+        }();
         const std::string mtu_source =
             detail::handshake_drives_the_qp<handshake_type>
                 ? std::string(", chosen by the CM")

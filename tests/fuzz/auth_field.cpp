@@ -5,8 +5,9 @@
 //   2, 3: a file handshake "endpoint" or "ready" record with its "tag" line.
 // Each goes through the parsers the handshakes use (detail::split_env_auth,
 // detail::parse_env_auth, detail::parse_file_record), then through the tag
-// checks with a fixed secret. Anything either parses or throws rcq::error;
-// a tag never verifies (the fuzzer does not know the secret).
+// checks with the fixed secret the seeds were made with (so the seeds'
+// tags verify). Anything either parses or throws rcq::error; a tag that
+// verifies no longer does with one bit changed.
 // fuzz-flags: -DRCQ_WITH_SODIUM=1 -lsodium
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/hex.hpp>
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace {
@@ -30,12 +32,17 @@ const rcq::shared_secret& secret() {
 }
 
 void env_endpoint_line(std::string_view line) {
-    auto [text, token] = rcq::detail::split_env_auth(line);
+    const auto parts = rcq::detail::split_env_auth(line);
+    const std::string_view text = parts.text, token = parts.auth;
     auto ep = rcq::from_text(text);
     if (token.empty()) return;
     auto auth = rcq::detail::parse_env_auth(token, "fuzz");
     if (auth.nonce.size() != 64) std::abort();
-    if (secret().verify(auth.tag, {"rcq env endpoint", auth.nonce, auth.echo, text})) std::abort();
+    auto verifies = [&] { return secret().verify(auth.tag, {"rcq env endpoint", auth.nonce, auth.echo, text}); };
+    if (verifies()) {
+        auth.tag[0] ^= 1;
+        if (verifies()) std::abort();
+    }
     (void)ep;
 }
 
@@ -43,7 +50,12 @@ void env_go_line(std::string_view line) {
     auto [go, token] = rcq::detail::split_env_auth(line);
     rcq::shared_secret::tag_type tag{};
     if (go != rcq::handshake::env::go_line || !rcq::detail::parse_hex_bytes(token, tag)) return;
-    if (rcq::detail::go_ahead_verifies(secret(), tag, {"env", "first", "a", "b"})) std::abort();
+    static const std::string first_nonce(64, 'a'), second_nonce(64, 'b'); // the seeds' nonces
+    const rcq::detail::go_ahead_binding binding{"env", "first", first_nonce, second_nonce};
+    if (rcq::detail::go_ahead_verifies(secret(), tag, binding)) {
+        tag[31] ^= 0x80;
+        if (rcq::detail::go_ahead_verifies(secret(), tag, binding)) std::abort();
+    }
 }
 
 void file_record(std::string_view kind, std::string_view text) {
@@ -52,11 +64,15 @@ void file_record(std::string_view kind, std::string_view text) {
     if (r.tag.empty()) return;
     rcq::shared_secret::tag_type tag{};
     if (!rcq::detail::parse_hex_bytes(r.tag, tag)) std::abort(); // the parser checked it
-    const bool verifies =
-        kind == "ready" ? rcq::detail::go_ahead_verifies(secret(), tag, {"file", "server", r.nonce, r.ack})
-                        : secret().verify(tag, {"rcq file handshake", kind, "job42", "server", r.nonce,
-                                                r.ack, r.endpoint_text});
-    if (verifies) std::abort();
+    auto verifies = [&] {
+        return kind == "ready" ? rcq::detail::go_ahead_verifies(secret(), tag, {"file", "server", r.nonce, r.ack})
+                               : secret().verify(tag, {"rcq file handshake", kind, "job42", "server", r.nonce,
+                                                       r.ack, r.endpoint_text});
+    };
+    if (verifies()) {
+        tag[7] ^= 4;
+        if (verifies()) std::abort();
+    }
 }
 
 } // namespace

@@ -159,6 +159,21 @@ std::pair<rcq::endpoint, rcq::endpoint> tcp_pair(tcp& server, std::uint16_t port
     return {at_server, client_side.get()};
 }
 
+// What each side sent in one honest authenticated exchange, recorded by a relay.
+struct recording {
+    std::vector<std::byte> client_bytes, server_bytes;
+};
+
+recording record_exchange() {
+    auto server = tcp::server(0, 10s);
+    server.authenticate(secret_of(secret_a));
+    relay r(server.port());
+    tcp_pair(server, r.port, secret_a);
+    server.close();
+    r.done.get();
+    return {r.client_bytes, r.server_bytes};
+}
+
 TEST(TcpAuthentication, BothSidesWithTheSameSecret) {
     auto server = tcp::server(0, 10s);
     server.authenticate(secret_of(secret_a));
@@ -208,16 +223,7 @@ TEST(TcpAuthentication, ASideWithoutTheSecretIsRefused) {
 
 TEST(TcpAuthentication, AReplayedClientIsRefusedAndTheRealOneServed) {
     // Record a genuine client's bytes through a relay...
-    std::vector<std::byte> recorded;
-    {
-        auto server = tcp::server(0, 10s);
-        server.authenticate(secret_of(secret_a));
-        relay r(server.port());
-        tcp_pair(server, r.port, secret_a);
-        server.close();
-        r.done.get();
-        recorded = r.client_bytes;
-    }
+    const auto recorded = record_exchange().client_bytes;
     // ...and play them to a new server: its fresh nonce makes the old tag useless.
     auto server = tcp::server(0, 10s);
     server.authenticate(secret_of(secret_a));
@@ -246,16 +252,7 @@ TEST(TcpAuthentication, AReplayedClientIsRefusedAndTheRealOneServed) {
 }
 
 TEST(TcpAuthentication, AReplayedServerIsRefused) {
-    std::vector<std::byte> recorded;
-    {
-        auto server = tcp::server(0, 10s);
-        server.authenticate(secret_of(secret_a));
-        relay r(server.port());
-        tcp_pair(server, r.port, secret_a);
-        server.close();
-        r.done.get();
-        recorded = r.server_bytes;
-    }
+    const auto recorded = record_exchange().server_bytes;
     unique_fd listener(::socket(AF_INET, SOCK_STREAM, 0));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -289,14 +286,9 @@ constexpr std::size_t server_bytes_before_go_ahead =
 constexpr std::size_t go_ahead_size = rcq::detail::tcp_go_ahead_header_size + shared_secret::tag_size;
 
 TEST(TcpAuthentication, TheGoAheadCarriesATag) {
-    auto server = tcp::server(0, 10s);
-    server.authenticate(secret_of(secret_a));
-    relay r(server.port());
-    tcp_pair(server, r.port, secret_a);
-    server.close();
-    r.done.get();
-    ASSERT_EQ(r.server_bytes.size(), server_bytes_before_go_ahead + go_ahead_size);
-    const std::string header(reinterpret_cast<const char*>(r.server_bytes.data()) +
+    const auto server_bytes = record_exchange().server_bytes;
+    ASSERT_EQ(server_bytes.size(), server_bytes_before_go_ahead + go_ahead_size);
+    const std::string header(reinterpret_cast<const char*>(server_bytes.data()) +
                                  server_bytes_before_go_ahead, 8);
     EXPECT_EQ(header, std::string("RCQG\0\0\0\x20", 8));
 }
@@ -376,42 +368,13 @@ TEST(TcpGoAhead, AnUnauthenticatedGoAheadIsRefusedByASideWithASecret) {
                 HasSubstr("expected the go-ahead \"RCQG\" 00000020 from peer, got 0x52435147"));
 }
 
-TEST(TcpAuthentication, AGoAheadChangedOnTheWayIsRefused) {
+// A client's barrier() through a relay that replaces the server's go-ahead
+// with `go_ahead`: the client's error (the server's barrier passes, the
+// client's go-ahead coming through unchanged).
+std::string client_barrier_with_server_go_ahead(const std::vector<std::byte>& go_ahead) {
     auto server = tcp::server(0, 10s);
     server.authenticate(secret_of(secret_a));
-    // A right header, a tag of zeros.
-    std::vector<std::byte> forged(go_ahead_size, std::byte{0});
-    std::copy_n(reinterpret_cast<const std::byte*>("RCQG\0\0\0\x20"), 8, forged.begin());
-    relay r2(server.port(), forged, server_bytes_before_go_ahead);
-    auto client_side = std::async(std::launch::async, [port = r2.port] {
-        auto client = tcp::client("127.0.0.1", port, 10s);
-        client.authenticate(secret_of(secret_a));
-        client.exchange(endpoint_with_memory(2));
-        return error_of([&] { client.barrier(); }, EACCES);
-    });
-    server.exchange(endpoint_with_memory(1));
-    server.barrier(); // the client's go-ahead came through unchanged
-    EXPECT_THAT(client_side.get(), HasSubstr("tcp client: the go-ahead from 127.0.0.1:" +
-                                             std::to_string(r2.port) + " failed to authenticate"));
-    server.close();
-    r2.done.get();
-}
-
-TEST(TcpAuthentication, AGoAheadReplayedFromAnotherExchangeIsRefused) {
-    std::vector<std::byte> recorded;
-    {
-        auto server = tcp::server(0, 10s);
-        server.authenticate(secret_of(secret_a));
-        relay r(server.port());
-        tcp_pair(server, r.port, secret_a);
-        server.close();
-        r.done.get();
-        recorded.assign(r.server_bytes.begin() + server_bytes_before_go_ahead, r.server_bytes.end());
-    }
-    ASSERT_EQ(recorded.size(), go_ahead_size);
-    auto server = tcp::server(0, 10s);
-    server.authenticate(secret_of(secret_a));
-    relay r(server.port(), recorded, server_bytes_before_go_ahead);
+    relay r(server.port(), go_ahead, server_bytes_before_go_ahead);
     auto client_side = std::async(std::launch::async, [port = r.port] {
         auto client = tcp::client("127.0.0.1", port, 10s);
         client.authenticate(secret_of(secret_a));
@@ -420,9 +383,26 @@ TEST(TcpAuthentication, AGoAheadReplayedFromAnotherExchangeIsRefused) {
     });
     server.exchange(endpoint_with_memory(1));
     server.barrier();
-    EXPECT_THAT(client_side.get(), HasSubstr("failed to authenticate"));
+    auto msg = client_side.get();
+    EXPECT_THAT(msg, HasSubstr("tcp client: the go-ahead from 127.0.0.1:" + std::to_string(r.port) +
+                               " failed to authenticate"));
     server.close();
     r.done.get();
+    return msg;
+}
+
+TEST(TcpAuthentication, AGoAheadChangedOnTheWayIsRefused) {
+    // A right header, a tag of zeros.
+    std::vector<std::byte> forged(go_ahead_size, std::byte{0});
+    std::copy_n(reinterpret_cast<const std::byte*>("RCQG\0\0\0\x20"), 8, forged.begin());
+    client_barrier_with_server_go_ahead(forged);
+}
+
+TEST(TcpAuthentication, AGoAheadReplayedFromAnotherExchangeIsRefused) {
+    const auto server_bytes = record_exchange().server_bytes;
+    ASSERT_EQ(server_bytes.size(), server_bytes_before_go_ahead + go_ahead_size);
+    const std::vector<std::byte> recorded(server_bytes.begin() + server_bytes_before_go_ahead, server_bytes.end());
+    EXPECT_THAT(client_barrier_with_server_go_ahead(recorded), HasSubstr("replayed from another exchange"));
 }
 
 // ---- file ----------------------------------------------------------------------------
