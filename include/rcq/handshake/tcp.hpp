@@ -291,8 +291,9 @@ public:
         return decode(in); // cannot fail: the header was checked and the size is exact
     }
 
-    /// The go-ahead: sends an 8-byte message ("RCQG" and a length) and waits
-    /// for the peer's, under the handshake deadline. Call it once the QP is in
+    /// The go-ahead: sends a message ("RCQG" and a length: 8 bytes, or 40
+    /// with its tag when authenticated) and waits for the peer's, under the
+    /// handshake deadline. Call it once the QP is in
     /// RTS and its receives are posted; when it returns, the peer has done the
     /// same, so a SEND from either side finds a posted RECV. Authenticated,
     /// each go-ahead carries a tag bound to this exchange's nonces and to its
