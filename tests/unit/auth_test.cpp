@@ -360,12 +360,18 @@ TEST(TcpGoAhead, OurOwnGoAheadSentBackIsRefused) {
     }
 }
 
-TEST(TcpGoAhead, AnUnauthenticatedGoAheadIsRefusedByASideWithASecret) {
+TEST(TcpGoAhead, AGoAheadOfTheOtherKindIsRefused) {
     go_ahead_pair p;
     auto plain = rcq::detail::tcp_go_ahead_message(p.side(false, p.theirs.get(), nullptr));
     EXPECT_EQ(plain, std::string("RCQG\0\0\0\0", 8));
-    EXPECT_THAT(p.ours_with(true, plain, EPROTO),
-                HasSubstr("expected the go-ahead \"RCQG\" 00000020 from peer, got 0x52435147"));
+    EXPECT_THAT(p.ours_with(true, plain, EACCES), HasSubstr("tcp server: the go-ahead from peer is not authenticated"));
+    // And the other way round: a tagged go-ahead to a side without a secret.
+    go_ahead_pair q;
+    auto tagged = rcq::detail::tcp_go_ahead_message(q.side(false, q.theirs.get(), &q.secret));
+    ASSERT_EQ(::send(q.theirs.get(), tagged.data(), tagged.size(), MSG_NOSIGNAL), static_cast<ssize_t>(tagged.size()));
+    EXPECT_THAT(error_of([&] { rcq::detail::swap_tcp_go_ahead(q.side(true, q.ours.get(), nullptr), rcq::deadline::after(2s)); },
+                         EACCES),
+                HasSubstr("is authenticated and this side has no shared secret"));
 }
 
 // A client's barrier() through a relay that replaces the server's go-ahead

@@ -61,9 +61,10 @@ inline std::string tcp_go_ahead_message(const tcp_go_ahead_side& side) {
 /// Sends our go-ahead and reads and checks the peer's, both by `dl`. Returns
 /// when the peer's go-ahead is there and (with a secret) its tag verifies
 /// for this exchange and for the peer's direction. Throws rcq::error: EPROTO
-/// for bytes that are not a go-ahead of this kind, EACCES for a tag that does
-/// not verify (forged, recorded in another exchange, or our own sent back),
-/// ETIMEDOUT or ECONNRESET from the socket.
+/// for bytes that are not a go-ahead, EACCES for a go-ahead without a tag to
+/// a side with a secret (or with one to a side without) and for a tag that
+/// does not verify (forged, recorded in another exchange, or our own sent
+/// back), ETIMEDOUT or ECONNRESET from the socket.
 inline void swap_tcp_go_ahead(const tcp_go_ahead_side& side, const deadline& dl) {
     const std::string peer_role = side.server ? "client" : "server";
     auto doing = [&](const std::string& action) {
@@ -76,6 +77,14 @@ inline void swap_tcp_go_ahead(const tcp_go_ahead_side& side, const deadline& dl)
     auto header = std::span(in).first(tcp_go_ahead_header_size);
     read_exact(side.fd, header, dl, doing("waiting for the " + peer_role + "'s go-ahead from"));
     const auto expected = std::as_bytes(std::span(ours)).first(tcp_go_ahead_header_size);
+    // A go-ahead of the other kind: as the file and env handshakes do, a side
+    // with a secret refuses one without a tag, and a side without one a
+    // go-ahead that carries a tag.
+    if (std::equal(header.begin(), header.begin() + 6, expected.begin()) &&
+        wire_field<std::uint16_t>::get(header.data() + 6) == (side.secret ? 0 : shared_secret::tag_size))
+        throw_invalid(side.who + ": the go-ahead from " + side.peer +
+                          (side.secret ? " is not authenticated" : " is authenticated and this side has no shared secret"),
+                      "give both sides the same secret, or neither", EACCES);
     if (!std::equal(header.begin(), header.end(), expected.begin())) {
         auto hex_of = [](std::span<const std::byte> bytes) {
             static constexpr char digits[] = "0123456789abcdef";
