@@ -34,6 +34,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace rcq {
 
@@ -288,13 +289,13 @@ private:
         if (n == 0) {
             if (posted_ == 0)
                 throw_error("no completion for " + std::string(what) + " within " +
-                                std::to_string(timeout_.count()) + " ms: nothing was outstanding",
+                                detail::budget_text(timeout_) + ": nothing was outstanding",
                             "every post_send/post_recv of this connection has completed already "
                             "(requests posted on queue_pair() directly are not counted): post "
                             "before waiting",
                             ETIMEDOUT);
             throw_error("no completion for " + std::string(what) + " within " +
-                            std::to_string(timeout_.count()) + " ms",
+                            detail::budget_text(timeout_),
                         peer_gone() ? gone_hint
                                     : "is the peer still running, and did it post a matching receive?",
                         ETIMEDOUT);
@@ -307,6 +308,21 @@ private:
                 throw error(e.code(), e.step(), std::string(gone_hint) + "; " + e.hint());
             }
         }
+        if (wc.status == IBV_WC_RETRY_EXC_ERR) {
+            // The peer is not known to have gone: the address it gave may be
+            // one this host cannot reach, which only the transport finds out.
+            try {
+                check_completion(wc, what);
+            } catch (const error& e) {
+                throw error(e.code(), e.step(),
+                            "no ACK came from the peer's GID " + gid_entry{.gid = remote_.gid}.address() +
+                                " (QPN 0x" + detail::hex(remote_.qpn) +
+                                "): check that this host reaches that address (ping it) and that it "
+                                "is the peer's RoCE address, not one behind NAT or on another "
+                                "network; " +
+                                e.hint());
+            }
+        }
         check_completion(wc, what);
         narrate_completion(wc);
         return wc;
@@ -317,8 +333,12 @@ private:
         return offset <= size && length <= size - offset;
     }
 
-    // Settings that can be refused before anything is opened.
+    // Settings that can be refused before anything is opened: every value a
+    // field cannot take on any device. (What depends on the device, such as
+    // a GID index past its table or a depth past its limits, is refused by
+    // the step that meets it.)
     static const connection_options& checked(const connection_options& opts) {
+        detail::check_qp_settings(opts, "connection_options");
         const std::uint64_t needed =
             std::uint64_t(opts.caps.max_send_wr) + opts.caps.max_recv_wr;
         if (opts.cq_depth <= 0 || std::uint64_t(opts.cq_depth) < needed)

@@ -226,6 +226,7 @@ private:
     }
 
     static const resources_options& checked(const resources_options& o) {
+        detail::check_qp_settings(o, "resources_options");
         const std::uint64_t needed = needed_depth(o);
         if (o.max_qps == 0)
             throw_invalid("resources_options::max_qps is 0", "size the CQ for at least one QP");

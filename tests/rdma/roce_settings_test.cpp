@@ -196,7 +196,7 @@ TEST(RoceSettings, TrafficClassAndServiceLevelReachTheQp) {
         conn_type conn(rcq::handshake::tcp::server(0, 1s), bad);
         FAIL() << "service level 16 was accepted";
     } catch (const rcq::error& e) {
-        EXPECT_THAT(e.what(), HasSubstr("service level 16 is out of range"));
+        EXPECT_THAT(e.what(), HasSubstr("connection_options::service_level 16 is out of range"));
     }
 }
 

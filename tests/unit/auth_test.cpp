@@ -6,6 +6,7 @@
 
 #include <rcq/handshake/env.hpp>
 #include <rcq/handshake/file.hpp>
+#include <rcq/detail/tcp_go_ahead.hpp>
 #include <rcq/handshake/tcp.hpp>
 #include <rcq/secret.hpp>
 
@@ -96,13 +97,15 @@ TEST(SharedSecret, FromFileOnlyIfOthersCannotReadIt) {
 
 // ---- tcp ---------------------------------------------------------------------------
 
-// Forwards one connection to `to_port` and records what went each way.
+// Forwards one connection to `to_port` and records what went each way. With
+// `replace`, the bytes the server sends from offset `at` on are replaced by
+// those (a man in the middle who changes one message).
 struct relay {
     std::uint16_t port = 0;
     std::vector<std::byte> client_bytes, server_bytes;
     std::future<void> done;
 
-    explicit relay(std::uint16_t to_port) {
+    explicit relay(std::uint16_t to_port, std::vector<std::byte> replace = {}, std::size_t at = 0) {
         unique_fd listener(::socket(AF_INET, SOCK_STREAM, 0));
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
@@ -112,7 +115,8 @@ struct relay {
         socklen_t len = sizeof addr;
         ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len);
         port = ntohs(addr.sin_port);
-        done = std::async(std::launch::async, [this, to_port, l = std::move(listener)] {
+        done = std::async(std::launch::async, [this, to_port, l = std::move(listener),
+                                               replace = std::move(replace), at] {
             unique_fd a(::accept(l.get(), nullptr, nullptr));
             unique_fd b(::socket(AF_INET, SOCK_STREAM, 0));
             sockaddr_in to{};
@@ -129,6 +133,10 @@ struct relay {
                     auto n = ::recv(fds[i].fd, buf, sizeof buf, 0);
                     if (n <= 0) return;
                     auto& log = i == 0 ? client_bytes : server_bytes;
+                    for (ssize_t k = 0; i == 1 && k < n; ++k) {
+                        auto offset = log.size() + static_cast<std::size_t>(k);
+                        if (offset >= at && offset - at < replace.size()) buf[k] = replace[offset - at];
+                    }
                     log.insert(log.end(), buf, buf + n);
                     ::send(fds[1 - i].fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL);
                 }
@@ -149,6 +157,21 @@ std::pair<rcq::endpoint, rcq::endpoint> tcp_pair(tcp& server, std::uint16_t port
     auto at_server = server.exchange(endpoint_with_memory(1));
     server.barrier();
     return {at_server, client_side.get()};
+}
+
+// What each side sent in one honest authenticated exchange, recorded by a relay.
+struct recording {
+    std::vector<std::byte> client_bytes, server_bytes;
+};
+
+recording record_exchange() {
+    auto server = tcp::server(0, 10s);
+    server.authenticate(secret_of(secret_a));
+    relay r(server.port());
+    tcp_pair(server, r.port, secret_a);
+    server.close();
+    r.done.get();
+    return {r.client_bytes, r.server_bytes};
 }
 
 TEST(TcpAuthentication, BothSidesWithTheSameSecret) {
@@ -200,16 +223,7 @@ TEST(TcpAuthentication, ASideWithoutTheSecretIsRefused) {
 
 TEST(TcpAuthentication, AReplayedClientIsRefusedAndTheRealOneServed) {
     // Record a genuine client's bytes through a relay...
-    std::vector<std::byte> recorded;
-    {
-        auto server = tcp::server(0, 10s);
-        server.authenticate(secret_of(secret_a));
-        relay r(server.port());
-        tcp_pair(server, r.port, secret_a);
-        server.close();
-        r.done.get();
-        recorded = r.client_bytes;
-    }
+    const auto recorded = record_exchange().client_bytes;
     // ...and play them to a new server: its fresh nonce makes the old tag useless.
     auto server = tcp::server(0, 10s);
     server.authenticate(secret_of(secret_a));
@@ -238,16 +252,7 @@ TEST(TcpAuthentication, AReplayedClientIsRefusedAndTheRealOneServed) {
 }
 
 TEST(TcpAuthentication, AReplayedServerIsRefused) {
-    std::vector<std::byte> recorded;
-    {
-        auto server = tcp::server(0, 10s);
-        server.authenticate(secret_of(secret_a));
-        relay r(server.port());
-        tcp_pair(server, r.port, secret_a);
-        server.close();
-        r.done.get();
-        recorded = r.server_bytes;
-    }
+    const auto recorded = record_exchange().server_bytes;
     unique_fd listener(::socket(AF_INET, SOCK_STREAM, 0));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -271,6 +276,139 @@ TEST(TcpAuthentication, AReplayedServerIsRefused) {
                 HasSubstr("failed to authenticate"));
     client.close();
     fake.get();
+}
+
+// ---- tcp: the go-ahead -------------------------------------------------------------
+
+// What the server sends before its go-ahead: the challenge, its endpoint and its tag.
+constexpr std::size_t server_bytes_before_go_ahead =
+    rcq::detail::tcp_challenge_size + rcq::endpoint_wire_size + shared_secret::tag_size;
+constexpr std::size_t go_ahead_size = rcq::detail::tcp_go_ahead_header_size + shared_secret::tag_size;
+
+TEST(TcpAuthentication, TheGoAheadCarriesATag) {
+    const auto server_bytes = record_exchange().server_bytes;
+    ASSERT_EQ(server_bytes.size(), server_bytes_before_go_ahead + go_ahead_size);
+    const std::string header(reinterpret_cast<const char*>(server_bytes.data()) +
+                                 server_bytes_before_go_ahead, 8);
+    EXPECT_EQ(header, std::string("RCQG\0\0\0\x20", 8));
+}
+
+// A side of a go-ahead swap over one end of a socket pair, the test playing
+// the peer on the other end.
+struct go_ahead_pair {
+    unique_fd ours, theirs;
+    rcq::detail::auth_nonce client_nonce = rcq::detail::fresh_nonce();
+    rcq::detail::auth_nonce server_nonce = rcq::detail::fresh_nonce();
+    shared_secret secret = secret_of(secret_a);
+    go_ahead_pair() {
+        int fds[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
+        ours.reset(fds[0]);
+        theirs.reset(fds[1]);
+    }
+    rcq::detail::tcp_go_ahead_side side(bool server, int fd, const shared_secret* s) const {
+        return {.fd = fd, .server = server, .secret = s, .client_nonce = client_nonce,
+                .server_nonce = server_nonce, .who = server ? "tcp server" : "tcp client",
+                .peer = "peer", .budget = "2 s"};
+    }
+    // The peer sends `message`; returns what our swap threw (or "" when it returned).
+    std::string ours_with(bool server, const std::string& message, int code) {
+        EXPECT_EQ(::send(theirs.get(), message.data(), message.size(), MSG_NOSIGNAL),
+                  static_cast<ssize_t>(message.size()));
+        auto run = [&] { rcq::detail::swap_tcp_go_ahead(side(server, ours.get(), &secret), rcq::deadline::after(2s)); };
+        if (code == 0) {
+            run();
+            return {};
+        }
+        return error_of(run, code);
+    }
+};
+
+TEST(TcpGoAhead, TheHonestPeersGoAheadIsAccepted) {
+    for (bool server : {true, false}) {
+        go_ahead_pair p;
+        auto honest = rcq::detail::tcp_go_ahead_message(p.side(!server, p.theirs.get(), &p.secret));
+        EXPECT_EQ(honest.size(), go_ahead_size);
+        p.ours_with(server, honest, 0);
+    }
+}
+
+TEST(TcpGoAhead, AForgedGoAheadIsRefused) {
+    go_ahead_pair p;
+    auto forged = rcq::detail::tcp_go_ahead_message(p.side(false, p.theirs.get(), &p.secret));
+    forged.back() = static_cast<char>(forged.back() ^ 1);
+    EXPECT_THAT(p.ours_with(true, forged, EACCES),
+                HasSubstr("tcp server: the go-ahead from peer failed to authenticate"));
+    go_ahead_pair q; // a tag made with another secret
+    auto other = secret_of(secret_b);
+    EXPECT_THAT(q.ours_with(true, rcq::detail::tcp_go_ahead_message(q.side(false, q.theirs.get(), &other)),
+                            EACCES),
+                HasSubstr("failed to authenticate"));
+}
+
+TEST(TcpGoAhead, AGoAheadFromAnotherExchangeIsRefused) {
+    go_ahead_pair old, now;
+    auto recorded = rcq::detail::tcp_go_ahead_message(old.side(false, old.theirs.get(), &old.secret));
+    EXPECT_THAT(now.ours_with(true, recorded, EACCES), HasSubstr("replayed from another exchange"));
+}
+
+TEST(TcpGoAhead, OurOwnGoAheadSentBackIsRefused) {
+    for (bool server : {true, false}) {
+        go_ahead_pair p;
+        auto reflected = rcq::detail::tcp_go_ahead_message(p.side(server, p.theirs.get(), &p.secret));
+        EXPECT_THAT(p.ours_with(server, reflected, EACCES), HasSubstr("or our own sent back"));
+    }
+}
+
+TEST(TcpGoAhead, AGoAheadOfTheOtherKindIsRefused) {
+    go_ahead_pair p;
+    auto plain = rcq::detail::tcp_go_ahead_message(p.side(false, p.theirs.get(), nullptr));
+    EXPECT_EQ(plain, std::string("RCQG\0\0\0\0", 8));
+    EXPECT_THAT(p.ours_with(true, plain, EACCES), HasSubstr("tcp server: the go-ahead from peer is not authenticated"));
+    // And the other way round: a tagged go-ahead to a side without a secret.
+    go_ahead_pair q;
+    auto tagged = rcq::detail::tcp_go_ahead_message(q.side(false, q.theirs.get(), &q.secret));
+    ASSERT_EQ(::send(q.theirs.get(), tagged.data(), tagged.size(), MSG_NOSIGNAL), static_cast<ssize_t>(tagged.size()));
+    EXPECT_THAT(error_of([&] { rcq::detail::swap_tcp_go_ahead(q.side(true, q.ours.get(), nullptr), rcq::deadline::after(2s)); },
+                         EACCES),
+                HasSubstr("is authenticated and this side has no shared secret"));
+}
+
+// A client's barrier() through a relay that replaces the server's go-ahead
+// with `go_ahead`: the client's error (the server's barrier passes, the
+// client's go-ahead coming through unchanged).
+std::string client_barrier_with_server_go_ahead(const std::vector<std::byte>& go_ahead) {
+    auto server = tcp::server(0, 10s);
+    server.authenticate(secret_of(secret_a));
+    relay r(server.port(), go_ahead, server_bytes_before_go_ahead);
+    auto client_side = std::async(std::launch::async, [port = r.port] {
+        auto client = tcp::client("127.0.0.1", port, 10s);
+        client.authenticate(secret_of(secret_a));
+        client.exchange(endpoint_with_memory(2));
+        return error_of([&] { client.barrier(); }, EACCES);
+    });
+    server.exchange(endpoint_with_memory(1));
+    server.barrier();
+    auto msg = client_side.get();
+    EXPECT_THAT(msg, HasSubstr("tcp client: the go-ahead from 127.0.0.1:" + std::to_string(r.port) +
+                               " failed to authenticate"));
+    server.close();
+    r.done.get();
+    return msg;
+}
+
+TEST(TcpAuthentication, AGoAheadChangedOnTheWayIsRefused) {
+    // A right header, a tag of zeros.
+    std::vector<std::byte> forged(go_ahead_size, std::byte{0});
+    std::copy_n(reinterpret_cast<const std::byte*>("RCQG\0\0\0\x20"), 8, forged.begin());
+    client_barrier_with_server_go_ahead(forged);
+}
+
+TEST(TcpAuthentication, AGoAheadReplayedFromAnotherExchangeIsRefused) {
+    const auto server_bytes = record_exchange().server_bytes;
+    ASSERT_EQ(server_bytes.size(), server_bytes_before_go_ahead + go_ahead_size);
+    const std::vector<std::byte> recorded(server_bytes.begin() + server_bytes_before_go_ahead, server_bytes.end());
+    EXPECT_THAT(client_barrier_with_server_go_ahead(recorded), HasSubstr("replayed from another exchange"));
 }
 
 // ---- file ----------------------------------------------------------------------------
@@ -357,6 +495,37 @@ TEST_F(FileAuthentication, AForgedFileWithAnOldTagIsRefused) {
     std::ofstream(dir / ".forged") << forged;
     fs::rename(dir / ".forged", dir / "job42.server.endpoint");
     EXPECT_THAT(client_side.get(), HasSubstr("job42.server.endpoint failed to authenticate"));
+}
+
+TEST_F(FileAuthentication, AReadyFileWithTheTagOfTheOtherDirectionIsRefused) {
+    // After an honest exchange the server waits at its barrier; we write the
+    // client's ready file with the right nonces but the server's own
+    // go-ahead tag (the other direction), then a forged tag: both refused.
+    for (bool swap_direction : {true, false}) {
+        auto server = side("server", "client", &secret_a, 5s);
+        auto client = side("client", "server", &secret_a, 5s);
+        auto client_side = std::async(std::launch::async, [&] { return client.exchange(endpoint_with(2)); });
+        server.exchange(endpoint_with(1));
+        client_side.get();
+        auto field = [](const std::string& text, const std::string& key) {
+            auto at = text.find("\n" + key + " ") + key.size() + 2;
+            return text.substr(at, text.find('\n', at) - at);
+        };
+        auto client_file = read("job42.client.endpoint");
+        auto client_nonce = field(client_file, "nonce");
+        auto server_nonce = field(client_file, "ack");
+        auto secret = secret_of(secret_a);
+        auto tag = swap_direction
+                       ? rcq::detail::go_ahead_tag(secret, {"file", "server", server_nonce, client_nonce})
+                       : shared_secret::tag_type{};
+        std::ofstream(dir / ".ready") << "rcq-file-handshake 1\nfile ready\nsession job42\nside client\nnonce "
+                                      << client_nonce << "\nack " << server_nonce
+                                      << "\nhost h\npid 1\ntime 1\ntag " << rcq::detail::hex_bytes(tag) << "\n";
+        fs::rename(dir / ".ready", dir / "job42.client.ready");
+        EXPECT_THAT(error_of([&] { server.barrier(); }, EACCES),
+                    HasSubstr("job42.client.ready failed to authenticate"));
+        fs::remove(dir / "job42.client.ready");
+    }
 }
 
 TEST_F(FileAuthentication, APeerWithoutTheSecretIsRefused) {
@@ -459,6 +628,43 @@ TEST(EnvAuthentication, AReplayedFirstSideIsRefusedAtTheBarrier) {
     take_line(b.out.read);
     put_line(b.in.write, old.first_go);
     EXPECT_THAT(error_of([&] { b.hs.barrier(); }, EACCES),
+                HasSubstr("the peer's go-ahead failed to authenticate"));
+}
+
+TEST(EnvAuthentication, ItsOwnGoAheadSentBackIsRefused) {
+    for (bool first : {true, false}) {
+        env_side a("A", &secret_a), b("B", &secret_a);
+        if (first) { // A is started first: the peer's line arrives on its input
+            auto a_side = std::async(std::launch::async, [&] { return a.hs.exchange(endpoint_with_memory(1)); });
+            ::setenv(b.variable.c_str(), take_line(a.out.read).c_str(), 1);
+            b.hs.exchange(endpoint_with_memory(2));
+            put_line(a.in.write, take_line(b.out.read));
+            a_side.get();
+        } else { // A is started second: the peer's line is in its variable
+            auto b_side = std::async(std::launch::async, [&] { return b.hs.exchange(endpoint_with_memory(2)); });
+            ::setenv(a.variable.c_str(), take_line(b.out.read).c_str(), 1);
+            a.hs.exchange(endpoint_with_memory(1));
+            put_line(b.in.write, take_line(a.out.read));
+            b_side.get();
+        }
+        auto barrier = std::async(std::launch::async,
+                                  [&] { return error_of([&] { a.hs.barrier(); }, EACCES); });
+        auto own = take_line(a.out.read);
+        EXPECT_THAT(own, HasSubstr("rcq-go auth="));
+        put_line(a.in.write, own); // A's own go-ahead, back to A
+        EXPECT_THAT(barrier.get(), HasSubstr("this side's own go-ahead came back"));
+    }
+}
+
+TEST(EnvAuthentication, AForgedGoAheadIsRefused) {
+    env_side a("A", &secret_a), b("B", &secret_a);
+    auto a_side = std::async(std::launch::async, [&] { return a.hs.exchange(endpoint_with_memory(1)); });
+    ::setenv(b.variable.c_str(), take_line(a.out.read).c_str(), 1);
+    b.hs.exchange(endpoint_with_memory(2));
+    put_line(a.in.write, take_line(b.out.read));
+    a_side.get();
+    put_line(a.in.write, "rcq-go auth=" + std::string(64, '0'));
+    EXPECT_THAT(error_of([&] { a.hs.barrier(); }, EACCES),
                 HasSubstr("the peer's go-ahead failed to authenticate"));
 }
 

@@ -135,6 +135,11 @@ private:
 
     static mapping map(std::size_t size, bool huge_pages, std::string& note) {
         const int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+        // Rounding up to whole pages must not wrap around (to a length of 0).
+        if (size > std::size_t{1} << 47)
+            throw_error("rcq::buffer::owned: " + std::to_string(size) + " bytes is larger than any "
+                            "address space a process has (128 TiB)",
+                        "is the buffer's size what was meant?", ENOMEM);
         if (huge_pages) {
             const std::size_t length = (size + huge_page - 1) / huge_page * huge_page;
             void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);

@@ -1,6 +1,7 @@
 // rcq/detail/auth.hpp - what the three handshakes (tcp, file, env) share
 // about authentication: the secret if one was given, the rule for memory
-// tokens, and fresh nonces. The tags themselves are rcq::shared_secret's.
+// tokens, fresh nonces and the go-ahead's tag. The tags themselves are
+// rcq::shared_secret's.
 #pragma once
 
 #include <rcq/endpoint.hpp>
@@ -47,6 +48,37 @@ inline std::string_view as_text(std::span<const std::uint8_t> bytes) {
 }
 inline std::string_view as_text(std::span<const std::byte> bytes) {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+/// What a go-ahead's tag is bound to: one exchange (its two nonces, both
+/// fresh for this exchange) and one direction (the side that sends it).
+/// `handshake` names the transport ("tcp", "file", "env"), so that a tag of
+/// one can never pass for another's; `sender` is the sending side's role in
+/// it ("server" or "client", the file handshake's side name, the env
+/// handshake's "first" or "second"). Nonces are given as the handshake
+/// carries them (raw bytes or hex), the same way on both sides.
+struct go_ahead_binding {
+    std::string_view handshake;
+    std::string_view sender;
+    std::string_view sender_nonce;
+    std::string_view receiver_nonce;
+};
+
+/// The tag a side sends with its go-ahead: it proves that the holder of the
+/// secret reached its barrier in this exchange, in this direction. A
+/// go-ahead recorded from another exchange names other nonces, and our own
+/// go-ahead reflected back to us names our role and has the nonces the
+/// other way round: neither verifies.
+inline shared_secret::tag_type go_ahead_tag(const shared_secret& secret, const go_ahead_binding& b) {
+    return secret.tag({"rcq go-ahead", b.handshake, b.sender, b.sender_nonce, b.receiver_nonce});
+}
+
+/// Whether `tag` is the go-ahead tag of `b` (compared in constant time).
+/// The receiver gives the peer's role as the sender and the peer's nonce
+/// as the sender's.
+inline bool go_ahead_verifies(const shared_secret& secret, std::span<const std::uint8_t> tag,
+                              const go_ahead_binding& b) {
+    return secret.verify(tag, {"rcq go-ahead", b.handshake, b.sender, b.sender_nonce, b.receiver_nonce});
 }
 
 /// A handshake's authentication settings; each transport holds one and

@@ -18,6 +18,7 @@
 #include <infiniband/verbs.h>
 
 #include <algorithm>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <sys/socket.h>
 
 namespace rcq::detail {
@@ -232,15 +234,8 @@ endpoint local_endpoint(const Options& opts, ibv_context* ctx, const ibv_port_at
     local.lid = port.lid;
     local.gid = gid.gid;
     local.mtu = static_cast<std::uint16_t>(mtu_bytes(port.active_mtu));
-    if (opts.max_mtu) {
-        if (!mtu_from_bytes(static_cast<unsigned>(*opts.max_mtu)))
-            throw_invalid("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
-                          "choose 256, 512, 1024, 2048 or 4096");
-        local.mtu = std::min(local.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
-    }
-    if (opts.service_level > 15)
-        throw_invalid("service level " + std::to_string(opts.service_level) + " is out of range",
-                      "choose 0 to 15");
+    // opts passed check_qp_settings when the connection or resources were made.
+    if (opts.max_mtu) local.mtu = std::min(local.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
     const ibv_device_attr caps = query_device(ctx);
     local.initiator_depth = rd_atomic_depth(ctx, opts.initiator_depth, caps.max_qp_init_rd_atom,
                                             "initiator_depth", "max_qp_init_rd_atom");
@@ -296,7 +291,23 @@ inline qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transitio
                                   const std::string& mtu_source, const narrator& say) {
     const rtr_attrs& rtr = t.rtr;
     const rts_attrs& rts = t.rts;
-    auto ready_to_receive = std::move(initialized).to_rtr(rtr);
+    // On RoCE the kernel turns the peer's GID into a next-hop MAC address
+    // here (a route, then ARP or neighbour discovery, within 1 s): a GID this
+    // host cannot reach fails now, not at the first message.
+    auto ready_to_receive = [&] {
+        try {
+            return std::move(initialized).to_rtr(rtr);
+        } catch (const error& e) {
+            const int err = e.code().value();
+            if (err != ETIMEDOUT && err != ENETUNREACH && err != EHOSTUNREACH && err != ENODATA) throw;
+            throw error(e.code(), e.step(),
+                        "the kernel found no route or no neighbour (ARP) answer for the peer's GID " +
+                            gid_entry{.gid = rtr.dgid}.address() +
+                            ": check that this host reaches that address (ping it) and that it is "
+                            "the peer's RoCE address; " +
+                            e.hint());
+        }
+    }();
     say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + mtu_source +
         "; remote QPN 0x" + hex(rtr.dest_qpn & 0xffffff) + "; accepting " +
         std::to_string(rtr.max_dest_rd_atomic) + " READs/atomics outstanding" +
@@ -310,6 +321,49 @@ inline qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transitio
         std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
         ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
     return ready_to_send;
+}
+
+/// Refuses, before anything is opened, every value of the QP settings in
+/// `opts` (rcq::connection_options, rcq::resources_options) that no device
+/// takes, with EINVAL naming `type` and the field. What depends on the
+/// device, such as a GID index past its table or a depth past its limits, is
+/// refused by the step that meets it.
+template <class Options>
+void check_qp_settings(const Options& opts, const char* type) {
+    auto refuse = [type](const std::string& what, const std::string& hint) {
+        throw_invalid(std::string(type) + "::" + what, hint);
+    };
+    if (opts.port == 0) refuse("port 0 is not a port", "ports count from 1; most devices have only port 1");
+    if (opts.gid_index && (*opts.gid_index < 0 || *opts.gid_index > 255))
+        refuse("gid_index " + std::to_string(*opts.gid_index) + " is out of range",
+               "a GID index is 0 to 255 (the address vector's sgid_index is 8 bits); leave it "
+               "unset for the port's RoCE v2 GID");
+    if (opts.max_mtu && !mtu_from_bytes(static_cast<unsigned>(std::max(*opts.max_mtu, 0))))
+        refuse("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
+               "choose 256, 512, 1024, 2048 or 4096");
+    for (auto [value, name] : {std::pair{opts.initiator_depth, "initiator_depth"},
+                               std::pair{opts.responder_resources, "responder_resources"}})
+        if (value && (*value < 0 || *value > 255))
+            refuse(std::string(name) + " " + std::to_string(*value) + " is out of range",
+                   "ask for 0 to 255 (and at most what the device allows), or leave it unset");
+    if (opts.service_level > 15)
+        refuse("service_level " + std::to_string(opts.service_level) + " is out of range",
+               "choose 0 to 15");
+    if (opts.retry_cnt > 7 || opts.rnr_retry > 7)
+        refuse("retry_cnt " + std::to_string(opts.retry_cnt) + " / rnr_retry " +
+                   std::to_string(opts.rnr_retry) + ": out of range",
+               "both are 3-bit counts, 0 to 7 (7: retry for ever)");
+    constexpr unsigned remote_bits =
+        IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
+    if ((opts.remote_access & ~remote_bits) != 0)
+        refuse("remote_access 0x" + hex(opts.remote_access) + " has bits other than "
+                   "IBV_ACCESS_REMOTE_WRITE, _READ and _ATOMIC",
+               "give only the remote access the peer gets; local write is always on");
+    if constexpr (requires { opts.completion_timeout; })
+        if (opts.completion_timeout <= std::chrono::milliseconds::zero())
+            refuse("completion_timeout " + std::to_string(opts.completion_timeout.count()) +
+                       " ms: it must be positive",
+                   "for no time limit, give std::chrono::milliseconds::max()");
 }
 
 /// "ours 1024, the peer's 4096": where the agreed path MTU came from.

@@ -54,12 +54,6 @@ inline constexpr std::uint16_t tcp_auth_version = 1;
 inline constexpr std::size_t tcp_hello_size = 8 + shared_secret::tag_size;
 inline constexpr std::size_t tcp_challenge_size = 8 + 2 * shared_secret::tag_size;
 
-/// The go-ahead each side of the TCP handshake sends once its QP is in RTS
-/// with receives posted: "RCQG" and four zero bytes.
-inline constexpr std::array<std::byte, 8> tcp_go_ahead{std::byte{'R'}, std::byte{'C'}, std::byte{'Q'},
-                                                       std::byte{'G'}, std::byte{0},   std::byte{0},
-                                                       std::byte{0},   std::byte{0}};
-
 template <std::size_t N>
 std::array<std::byte, N> tcp_auth_message(std::span<const std::uint8_t> payload) {
     std::array<std::byte, N> out{};

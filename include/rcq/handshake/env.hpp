@@ -30,6 +30,54 @@
 #include <time.h>
 #include <unistd.h>
 
+namespace rcq::detail {
+
+/// An env handshake line cut in two: what comes before " auth=" and what
+/// follows it (empty when there is no such part), without surrounding blanks.
+struct env_line_parts {
+    std::string_view text;
+    std::string_view auth;
+};
+
+/// Cuts `line` at its last " auth=". Only this function and
+/// parse_env_auth read the authentication part of a peer's line.
+inline env_line_parts split_env_auth(std::string_view line) {
+    constexpr std::string_view blank = " \t\r\n";
+    auto first = line.find_first_not_of(blank);
+    line = first == std::string_view::npos ? std::string_view{} : line.substr(first);
+    line = line.substr(0, line.find_last_not_of(blank) + 1);
+    auto at = line.rfind(" auth=");
+    if (at == std::string_view::npos) return {line, {}};
+    return {line.substr(0, at), line.substr(at + 6)};
+}
+
+/// The auth= part of an endpoint line, "<nonce>:<echo>:<tag>": the sender's
+/// nonce, the nonce of ours it echoes (or "none"), and its tag.
+struct env_auth_token {
+    std::string_view nonce; ///< 64 hex digits
+    std::string_view echo;  ///< as sent: compared, never parsed
+    shared_secret::tag_type tag{};
+};
+
+/// Parses an endpoint line's auth= part; throws rcq::error (EPROTO, naming
+/// `where`) when it is not three ':'-separated fields with a nonce and a tag
+/// of 64 hex digits each.
+inline env_auth_token parse_env_auth(std::string_view token, const std::string& where) {
+    auto c1 = token.find(':');
+    auto c2 = c1 == std::string_view::npos ? c1 : token.find(':', c1 + 1);
+    auth_nonce nonce{};
+    env_auth_token out;
+    if (c2 == std::string_view::npos || !parse_hex_bytes(token.substr(0, c1), nonce) ||
+        !parse_hex_bytes(token.substr(c2 + 1), out.tag))
+        throw_invalid("env handshake: " + where + ": malformed auth= part " + quote(token),
+                      "it must come from the peer's rcq::handshake::env", EPROTO);
+    out.nonce = token.substr(0, c1);
+    out.echo = token.substr(c1 + 1, c2 - c1 - 1);
+    return out;
+}
+
+} // namespace rcq::detail
+
 namespace rcq::handshake {
 
 /// What rcq::handshake::env needs; see the class comment.
@@ -50,7 +98,7 @@ struct env_options {
 ///
 /// Protocol. Every message is one line of at most 1024 bytes ending in '\n';
 /// a trailing `\r` or blank space is ignored on reading. Two lines exist:
-/// an endpoint line, which is rcq::to_text's form ("rcq1 qpn=0x... ..."),
+/// an endpoint line, which is rcq::to_text's form ("rcq2 qpn=0x... ..."),
 /// and the go-ahead line "rcq-go".
 ///
 ///   side started first (A; the variable is not set):
@@ -107,9 +155,11 @@ struct env_options {
 /// being over the line's endpoint and both nonces. The side started first
 /// accepts the second side's line only if it carries its own fresh nonce; the
 /// side started second checks at once that the first side's line is
-/// authentic, and at barrier() that it is live: its go-ahead line ("rcq-go
-/// auth=<tag>") carries a tag over both nonces and its endpoint, so a
-/// recorded line replayed to it is refused there, before any RDMA traffic.
+/// authentic, and at barrier() that it is live: each go-ahead line ("rcq-go
+/// auth=<tag>") carries a tag over both nonces and its direction (which
+/// side, first or second, sent it), so a recorded line replayed to it, or
+/// its own go-ahead sent back, is refused there (EACCES), before any RDMA
+/// traffic.
 /// A side without the secret talking to one with it is refused (EACCES).
 ///
 /// Move-only, not thread-safe.
@@ -144,7 +194,7 @@ public:
     env(env&& other) noexcept
         : opts_(std::move(other.opts_)), deadline_(other.deadline_), auth_(std::move(other.auth_)),
           nonce_(std::move(other.nonce_)), peer_nonce_(std::move(other.peer_nonce_)),
-          local_text_(std::move(other.local_text_)), peer_text_(std::move(other.peer_text_)),
+          local_text_(std::move(other.local_text_)), second_(other.second_),
           moved_from_(std::exchange(other.moved_from_, true)) {}
 
     /// Takes over; `other` is left closed.
@@ -156,7 +206,7 @@ public:
             nonce_ = std::move(other.nonce_);
             peer_nonce_ = std::move(other.peer_nonce_);
             local_text_ = std::move(other.local_text_);
-            peer_text_ = std::move(other.peer_text_);
+            second_ = other.second_;
             moved_from_ = std::exchange(other.moved_from_, true);
         }
         return *this;
@@ -189,6 +239,7 @@ public:
                               "the launcher must set it to the endpoint line of the side started "
                               "first, or leave it unset on that side");
             peer = accept_line(value, opts_.variable, true);
+            second_ = true;
         } else if (opts_.in_fd < 0) {
             throw_invalid("env handshake: " + opts_.variable +
                               " is not set and there is no input to read the peer's endpoint line from",
@@ -222,12 +273,10 @@ public:
         const auto& dl = budget();
         const auto* secret = auth_.secret();
         std::string ours(go_line);
-        if (secret)
-            ours += " auth=" +
-                    detail::hex_bytes(secret->tag({"rcq env go", nonce_, peer_nonce_, local_text_}));
+        if (secret) ours += " auth=" + detail::hex_bytes(detail::go_ahead_tag(*secret, go_binding(true)));
         write_line(ours, dl, "our go-ahead line");
         auto line = read_line(dl, expecting::go_ahead);
-        auto [go, token] = split_auth(line);
+        auto [go, token] = detail::split_env_auth(line);
         if (go == go_line && (secret || !token.empty())) {
             shared_secret::tag_type tag{};
             if (!secret)
@@ -238,10 +287,11 @@ public:
                 throw_invalid("env handshake: the peer's go-ahead is not authenticated",
                               "the peer has no shared secret: give both sides the same one", EACCES);
             if (!detail::parse_hex_bytes(token, tag) ||
-                !secret->verify(tag, {"rcq env go", peer_nonce_, nonce_, peer_text_}))
+                !detail::go_ahead_verifies(*secret, tag, go_binding(false)))
                 throw_invalid("env handshake: the peer's go-ahead failed to authenticate",
-                              "its endpoint line was replayed from another exchange, or the peer "
-                              "uses another secret",
+                              "it is not the peer's go-ahead of this exchange: its endpoint line or "
+                              "its go-ahead was replayed from another exchange, this side's own "
+                              "go-ahead came back, or the peer uses another secret",
                               EACCES);
             return;
         }
@@ -278,16 +328,11 @@ private:
                "lines (examples/launch_env.sh)";
     }
 
-    // Splits a line into what comes before " auth=" and what follows it
-    // (empty when there is no such part), without surrounding blanks.
-    static std::pair<std::string_view, std::string_view> split_auth(std::string_view line) {
-        constexpr std::string_view blank = " \t\r\n";
-        auto first = line.find_first_not_of(blank);
-        line = first == std::string_view::npos ? std::string_view{} : line.substr(first);
-        line = line.substr(0, line.find_last_not_of(blank) + 1);
-        auto at = line.rfind(" auth=");
-        if (at == std::string_view::npos) return {line, {}};
-        return {line.substr(0, at), line.substr(at + 6)};
+    // What a go-ahead of this exchange is bound to: ours (`outgoing`) or the peer's.
+    detail::go_ahead_binding go_binding(bool outgoing) const {
+        const bool sender_is_second = outgoing == second_;
+        return {"env", sender_is_second ? "second" : "first", outgoing ? nonce_ : peer_nonce_,
+                outgoing ? peer_nonce_ : nonce_};
     }
 
     // Parses the peer's endpoint line and, with a secret, checks its tag.
@@ -295,7 +340,7 @@ private:
     // the variable): its tag cannot name our nonce yet; barrier() checks
     // that side's liveness.
     endpoint accept_line(std::string_view line, const std::string& where, bool from_first) {
-        auto [text, token] = split_auth(line);
+        auto [text, token] = detail::split_env_auth(line);
         auto ep = parse(text, where);
         const auto* secret = auth_.secret();
         auto refuse = [&](const std::string& what, const std::string& hint) {
@@ -309,25 +354,14 @@ private:
         }
         if (token.empty())
             refuse("it is not authenticated", "the peer has no shared secret: give both sides the same one");
-        // <nonce>:<peer nonce or none>:<tag>
-        auto c1 = token.find(':');
-        auto c2 = c1 == std::string_view::npos ? c1 : token.find(':', c1 + 1);
-        detail::auth_nonce nonce{};
-        shared_secret::tag_type tag{};
-        if (c2 == std::string_view::npos || !detail::parse_hex_bytes(token.substr(0, c1), nonce) ||
-            !detail::parse_hex_bytes(token.substr(c2 + 1), tag))
-            throw_invalid("env handshake: " + where + ": malformed auth= part " + detail::quote(token),
-                          "it must come from the peer's rcq::handshake::env", EPROTO);
-        auto peer_nonce = token.substr(0, c1);
-        auto their_echo = token.substr(c1 + 1, c2 - c1 - 1);
-        if (from_first ? their_echo != "none" : their_echo != nonce_)
+        auto auth = detail::parse_env_auth(token, where);
+        if (from_first ? auth.echo != "none" : auth.echo != nonce_)
             refuse("it belongs to another exchange (it does not carry this side's nonce)",
                    "it was recorded earlier and replayed; start both sides again");
-        if (!secret->verify(tag, {"rcq env endpoint", peer_nonce, their_echo, text}))
+        if (!secret->verify(auth.tag, {"rcq env endpoint", auth.nonce, auth.echo, text}))
             refuse("it failed to authenticate: its tag does not verify",
                    "the peer uses another secret, or the line was changed on the way");
-        peer_nonce_ = std::string(peer_nonce);
-        peer_text_ = std::string(text);
+        peer_nonce_ = std::string(auth.nonce);
         return ep;
     }
 
@@ -458,8 +492,8 @@ private:
     detail::handshake_auth auth_;
     std::string nonce_;      // authenticated: ours and the peer's, as hex
     std::string peer_nonce_;
-    std::string local_text_; // the endpoints' text forms, which the tags cover
-    std::string peer_text_;
+    std::string local_text_; // our endpoint's text form, which its tag covers
+    bool second_ = false;    // started second: the peer's endpoint came from the variable
     bool moved_from_ = false;
 };
 

@@ -276,7 +276,8 @@ public:
     /// Requires the peer to prove it knows `secret`, and proves it in turn:
     /// every file then carries a "tag" line over its content, and a peer
     /// file is accepted only with a valid tag over our nonce (so a file from
-    /// an earlier exchange cannot be replayed). Both sides must do so, or
+    /// an earlier exchange cannot be replayed). A ready file's tag is its
+    /// go-ahead tag, over both nonces and the side that wrote it. Both sides must do so, or
     /// neither. Call before exchange(). See the README on authentication.
     void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
 
@@ -435,11 +436,12 @@ private:
 
     void check_folder() const { detail::check_shared_folder(opts_.folder, role()); }
 
-    // With a secret: the tag of a file of `kind` written by `side`.
-    shared_secret::tag_type tag_of(std::string_view kind, std::string_view side, std::string_view nonce,
-                                   std::string_view ack, std::string_view endpoint_text) const {
-        return auth_.secret()->tag(
-            {"rcq file handshake", kind, opts_.session, side, nonce, ack, endpoint_text});
+    // With a secret: the parts an endpoint file's tag covers, written by `side`.
+    // A ready file is a go-ahead, and its tag is the go-ahead tag of
+    // (side, nonce, ack): bound to this run's two nonces and to its writer.
+    static detail::go_ahead_binding ready_binding(std::string_view side, std::string_view nonce,
+                                                  std::string_view ack) {
+        return {"file", side, nonce, ack};
     }
 
     // The peer's file was accepted by its nonces; now its tag must agree.
@@ -458,8 +460,11 @@ private:
                           EACCES);
         shared_secret::tag_type tag{};
         detail::parse_hex_bytes(peer.tag, tag); // checked by the parser
-        if (!secret->verify(tag, {"rcq file handshake", kind, opts_.session, opts_.peer, peer.nonce,
-                                  peer.ack, peer.endpoint_text}))
+        const bool verifies =
+            kind == "ready" ? detail::go_ahead_verifies(*secret, tag, ready_binding(opts_.peer, peer.nonce, peer.ack))
+                            : secret->verify(tag, {"rcq file handshake", kind, opts_.session, opts_.peer,
+                                                   peer.nonce, peer.ack, peer.endpoint_text});
+        if (!verifies)
             throw_invalid(where + " failed to authenticate: its tag does not verify",
                           "the " + opts_.peer + " uses another secret, or the file was changed",
                           EACCES);
@@ -470,10 +475,13 @@ private:
                             std::string_view endpoint_text) const {
         std::string text = record_head(kind, ack);
         if (!endpoint_text.empty()) text += "endpoint " + std::string(endpoint_text) + "\n";
-        if (auth_.secret()) {
+        if (const auto* secret = auth_.secret()) {
             auto ack_text = ack.empty() ? std::string("none") : ack;
-            text += "tag " + detail::hex_bytes(tag_of(kind, opts_.self, nonce_, ack_text, endpoint_text)) +
-                    "\n";
+            auto tag = kind == "ready"
+                           ? detail::go_ahead_tag(*secret, ready_binding(opts_.self, nonce_, ack_text))
+                           : secret->tag({"rcq file handshake", kind, opts_.session, opts_.self, nonce_,
+                                          ack_text, endpoint_text});
+            text += "tag " + detail::hex_bytes(tag) + "\n";
         }
         return text;
     }

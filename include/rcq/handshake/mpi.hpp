@@ -128,8 +128,8 @@ public:
     explicit mpi(options opts = {}) : opts_(opts) {
         int initialized = 0;
         int finalized = 0;
-        detail::check_mpi(MPI_Initialized(&initialized), "mpi handshake", "MPI_Initialized");
-        detail::check_mpi(MPI_Finalized(&finalized), "mpi handshake", "MPI_Finalized");
+        rcq::detail::check_mpi(MPI_Initialized(&initialized), "mpi handshake", "MPI_Initialized");
+        rcq::detail::check_mpi(MPI_Finalized(&finalized), "mpi handshake", "MPI_Finalized");
         if (!initialized || finalized)
             throw_invalid(std::string("mpi handshake: MPI is ") +
                               (finalized ? "already finalised" : "not initialised"),
@@ -137,8 +137,8 @@ public:
                           "destroy it before MPI_Finalize");
         if (opts_.timeout <= std::chrono::milliseconds::zero())
             throw_invalid("mpi handshake: the timeout must be positive");
-        detail::check_mpi(MPI_Comm_rank(opts_.comm, &rank_), "mpi handshake", "MPI_Comm_rank");
-        detail::check_mpi(MPI_Comm_size(opts_.comm, &size_), "mpi handshake", "MPI_Comm_size");
+        rcq::detail::check_mpi(MPI_Comm_rank(opts_.comm, &rank_), "mpi handshake", "MPI_Comm_rank");
+        rcq::detail::check_mpi(MPI_Comm_size(opts_.comm, &size_), "mpi handshake", "MPI_Comm_size");
         phase_ = phase::fresh;
     }
 
@@ -203,17 +203,17 @@ public:
         // 1. The headers: every rank's magic, version and payload length.
         const auto n = static_cast<std::size_t>(size_);
         const std::array<std::byte, endpoint_wire_size> own = encode(endpoint{});
-        buffers_.header_out.assign(own.begin(), own.begin() + detail::endpoint_header_size);
-        buffers_.headers_in.assign(n * detail::endpoint_header_size, std::byte{});
-        run(MPI_Iallgather(buffers_.header_out.data(), int{detail::endpoint_header_size}, MPI_BYTE,
-                           buffers_.headers_in.data(), int{detail::endpoint_header_size}, MPI_BYTE,
+        buffers_.header_out.assign(own.begin(), own.begin() + rcq::detail::endpoint_header_size);
+        buffers_.headers_in.assign(n * rcq::detail::endpoint_header_size, std::byte{});
+        run(MPI_Iallgather(buffers_.header_out.data(), int{rcq::detail::endpoint_header_size}, MPI_BYTE,
+                           buffers_.headers_in.data(), int{rcq::detail::endpoint_header_size}, MPI_BYTE,
                            comm_, &buffers_.request),
             "MPI_Iallgather (endpoint headers)", dl);
         for (std::size_t j = 0; j < n; ++j) {
-            std::span<const std::byte> header(buffers_.headers_in.data() + j * detail::endpoint_header_size,
-                                              detail::endpoint_header_size);
+            std::span<const std::byte> header(buffers_.headers_in.data() + j * rcq::detail::endpoint_header_size,
+                                              rcq::detail::endpoint_header_size);
             try {
-                detail::check_endpoint_header(header);
+                rcq::detail::check_endpoint_header(header);
             } catch (const error& e) {
                 throw error(e.code(), role() + ": rank " + std::to_string(j) + " speaks another "
                                           "endpoint format: " + e.step(),
@@ -282,7 +282,7 @@ private:
         return "mpi handshake (rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ")";
     }
 
-    const deadline& budget() { return detail::budget(deadline_, opts_.timeout); }
+    const deadline& budget() { return rcq::detail::budget(deadline_, opts_.timeout); }
 
     void require(phase wanted, const char* call, const char* hint) const {
         if (phase_ == wanted) return;
@@ -295,15 +295,15 @@ private:
     }
 
     void open_communicator(const deadline& dl) {
-        detail::check_mpi(MPI_Comm_idup(opts_.comm, &comm_, &buffers_.request), role(), "MPI_Comm_idup");
+        rcq::detail::check_mpi(MPI_Comm_idup(opts_.comm, &comm_, &buffers_.request), role(), "MPI_Comm_idup");
         wait("MPI_Comm_idup", dl);
-        detail::check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), role(),
+        rcq::detail::check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), role(),
                           "MPI_Comm_set_errhandler");
     }
 
     // Checks the start of a nonblocking collective, then waits for it.
     void run(int started, const char* call, const deadline& dl) {
-        detail::check_mpi(started, role(), call);
+        rcq::detail::check_mpi(started, role(), call);
         wait(call, dl);
     }
 
@@ -315,7 +315,7 @@ private:
         pending_ = true;
         for (unsigned tests = 0;; ++tests) {
             int done = 0;
-            detail::check_mpi(MPI_Test(&buffers_.request, &done, MPI_STATUS_IGNORE), role(),
+            rcq::detail::check_mpi(MPI_Test(&buffers_.request, &done, MPI_STATUS_IGNORE), role(),
                               std::string("MPI_Test of ") + call);
             if (done) {
                 pending_ = false;
@@ -323,7 +323,7 @@ private:
             }
             if (dl.expired())
                 throw_error(role() + ": " + call + " did not complete within " +
-                                detail::budget_text(opts_.timeout) + ": not every rank of the " +
+                                rcq::detail::budget_text(opts_.timeout) + ": not every rank of the " +
                                 std::to_string(size_) + " got there",
                             "another rank failed before this step (its output says why) or is "
                             "slower than the budget; the collective cannot be cancelled, so end the "
@@ -349,7 +349,7 @@ private:
     }
 
     options opts_;
-    detail::handshake_auth auth_;
+    rcq::detail::handshake_auth auth_;
     std::optional<deadline> deadline_; // set on first use
     MPI_Comm comm_ = MPI_COMM_NULL;     // our duplicate, from exchange() on
     int rank_ = 0;

@@ -351,7 +351,7 @@ public:
         drain(deadline::after(timeout));
         if (!disconnected_)
             throw_error(role() + ": " + peer_ + " did not disconnect within " +
-                            std::to_string(timeout.count()) + " ms",
+                            rcq::detail::budget_text(timeout),
                         "is the peer still running?", ETIMEDOUT);
     }
 
@@ -382,14 +382,23 @@ public:
 private:
     rdma_cm(bool server, std::string host, std::uint16_t port, std::chrono::milliseconds timeout,
             private_data data)
-        : server_(server), host_(std::move(host)), port_(port), timeout_(timeout), data_(data) {}
+        : server_(server), host_(std::move(host)), port_(port), timeout_(timeout), data_(data) {
+        // Before anything is opened, like the other handshakes.
+        if (timeout_ <= std::chrono::milliseconds::zero())
+            throw_invalid(role() + ": the timeout must be positive (got " +
+                              std::to_string(timeout_.count()) + " ms)",
+                          "for no time limit, give std::chrono::milliseconds::max()");
+        if (!server_ && port_ == 0)
+            throw_invalid(role() + ": port 0 is not a port a server can listen on",
+                          "give the port the server listens on (rping's default is 7174)");
+    }
 
     std::string role() const { return server_ ? "rdma_cm server" : "rdma_cm client"; }
     std::string host_port() const {
         return (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" +
                std::to_string(port_);
     }
-    std::string budget_text() const { return std::to_string(timeout_.count()) + " ms"; }
+    std::string budget_text() const { return rcq::detail::budget_text(timeout_); }
 
     void check_usable() const {
         if (!channel_) throw_invalid(role() + ": used after being moved from");

@@ -7,6 +7,7 @@
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/detail/tcp_arrival.hpp>
+#include <rcq/detail/tcp_go_ahead.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/secret.hpp>
@@ -113,6 +114,9 @@ public:
     /// retrying with backoff within `timeout`.
     static tcp client(std::string host, std::uint16_t port,
                       std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
+        if (port == 0) // connect(2) to port 0 is refused every time: do not retry it for the budget
+            throw_invalid("tcp client: port 0 is not a port a server can listen on",
+                          "give the port the server listens on (its port() tells, if it asked for 0)");
         return tcp(false, std::move(host), port, timeout);
     }
 
@@ -159,8 +163,9 @@ public:
     /// knows the secret before the client reveals anything); the client sends
     /// its endpoint with a tag over both nonces and the endpoint, and the
     /// server answers the same way. A connection whose messages do not verify
-    /// is dropped like any stranger's, and the server goes on waiting. The
-    /// go-ahead of barrier() is not authenticated.
+    /// is dropped like any stranger's, and the server goes on waiting. Each
+    /// side's go-ahead in barrier() then carries a tag over both nonces and
+    /// its direction.
     void authenticate(shared_secret secret) { auth_.set_secret(std::move(secret)); }
 
     /// Lets exchange() send an endpoint that carries a memory token without
@@ -225,27 +230,28 @@ public:
         return decode(in); // cannot fail: the header was checked and the size is exact
     }
 
-    /// The go-ahead: sends a fixed 8-byte message and waits for the peer's,
-    /// under the handshake deadline. Call it once the QP is in RTS and its
-    /// receives are posted; when it returns, the peer has done the same, so a
-    /// SEND from either side finds a posted RECV.
+    /// The go-ahead: sends a message ("RCQG" and a length: 8 bytes, or 40
+    /// with its tag when authenticated) and waits for the peer's, under the
+    /// handshake deadline. Call it once the QP is in
+    /// RTS and its receives are posted; when it returns, the peer has done the
+    /// same, so a SEND from either side finds a posted RECV. Authenticated,
+    /// each go-ahead carries a tag bound to this exchange's nonces and to its
+    /// direction, and one that does not verify (forged, replayed from another
+    /// exchange, or our own sent back) is refused with EACCES.
     void barrier() {
         if (closed_) throw_invalid(role() + ": used after close()");
         if (!conn_)
             throw_invalid(role() + ": barrier() called before exchange()",
                           "call exchange() once, then barrier()");
-        const auto& dl = *talk_;
-        detail::write_all(conn_.get(), go_ahead, dl, doing("sending the go-ahead to"));
-        std::array<std::byte, go_ahead.size()> in{};
-        detail::read_exact(conn_.get(), in, dl, doing("waiting for the " + peer_role() + "'s go-ahead from"));
-        if (in != go_ahead) {
-            std::string got;
-            for (auto b : in) got += hex_byte(b);
-            throw_invalid(role() + ": expected the go-ahead \"RCQG\" 00000000 from " + peer_ +
-                              ", got 0x" + got,
-                          "both sides must call exchange() and then barrier(), in that order",
-                          EPROTO);
-        }
+        detail::swap_tcp_go_ahead({.fd = conn_.get(),
+                                   .server = server_,
+                                   .secret = auth_.secret(),
+                                   .client_nonce = client_nonce_,
+                                   .server_nonce = server_nonce_,
+                                   .who = role(),
+                                   .peer = peer_,
+                                   .budget = budget_text()},
+                                  *talk_);
     }
 
     /// Closes the sockets; idempotent. Later exchange()/barrier() calls throw.
@@ -289,7 +295,6 @@ public:
     std::uint16_t port() const noexcept { return port_; }
 
 private:
-    static constexpr auto go_ahead = detail::tcp_go_ahead;
 
     tcp(bool server, std::string host, std::uint16_t port, std::chrono::milliseconds timeout)
         : server_(server), host_(std::move(host)), port_(port), timeout_(timeout) {
@@ -301,12 +306,6 @@ private:
 
     std::string role() const { return server_ ? "tcp server" : "tcp client"; }
     std::string peer_role() const { return server_ ? "client" : "server"; }
-
-    static std::string hex_byte(std::byte b) {
-        static constexpr char digits[] = "0123456789abcdef";
-        auto v = std::to_integer<unsigned>(b);
-        return {digits[v >> 4], digits[v & 0xf]};
-    }
 
     // "30 s" or "500 ms", for messages.
     std::string budget_text() const { return detail::budget_text(timeout_); }

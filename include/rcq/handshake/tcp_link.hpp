@@ -33,10 +33,12 @@ public:
 
     /// A link over the connected socket `fd` to the client at `address`,
     /// whose endpoint is `remote` and whose go-ahead has arrived; barrier()
-    /// sends ours within `budget`.
+    /// sends ours, `go_ahead` (rcq::detail::tcp_go_ahead_message: tagged
+    /// when the exchange is authenticated), within `budget`.
     tcp_link(rcq::detail::unique_fd fd, std::string address, const endpoint& remote,
-             std::chrono::milliseconds budget)
-        : fd_(std::move(fd)), address_(std::move(address)), remote_(remote), budget_(budget) {}
+             std::chrono::milliseconds budget, std::string go_ahead)
+        : fd_(std::move(fd)), address_(std::move(address)), remote_(remote), budget_(budget),
+          go_ahead_(std::move(go_ahead)) {}
 
     /// Takes over; `other` is left without a connection.
     tcp_link(tcp_link&&) noexcept = default;
@@ -53,7 +55,7 @@ public:
                       "the client's endpoint is remote(); the QP is in RTS already");
     }
 
-    /// Sends our go-ahead (8 bytes to a client waiting for them: the socket
+    /// Sends our go-ahead (8 or 40 bytes to a client waiting for them: the socket
     /// takes them at once), once; later calls return at once. The client's
     /// go-ahead has arrived already, so its receives are posted; once ours
     /// is sent the client may SEND, so call this when this side is ready for
@@ -62,7 +64,7 @@ public:
     void barrier() {
         if (sent_go_ahead_) return;
         if (!fd_) throw_invalid("tcp link: barrier() without a connection (moved from or closed)");
-        rcq::detail::write_all(fd_.get(), rcq::detail::tcp_go_ahead, deadline::after(budget_),
+        rcq::detail::write_all(fd_.get(), std::as_bytes(std::span(go_ahead_)), deadline::after(budget_),
                                "tcp link: sending our go-ahead to " + address_);
         sent_go_ahead_ = true;
     }
@@ -92,6 +94,7 @@ private:
     std::string address_;
     endpoint remote_;
     std::chrono::milliseconds budget_;
+    std::string go_ahead_; // our go-ahead, bound to this exchange
     bool sent_go_ahead_ = false;
 };
 

@@ -6,6 +6,7 @@
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/detail/tcp_arrival.hpp>
+#include <rcq/detail/tcp_go_ahead.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/handshake/tcp_link.hpp>
@@ -253,7 +254,12 @@ private:
         std::array<std::byte, endpoint_wire_size + shared_secret::tag_size> out_{};
         std::size_t out_size_ = 0;
         std::size_t sent_ = 0;
-        std::array<std::byte, rcq::detail::tcp_go_ahead.size()> go_{}; // the client's go-ahead
+        // The client's go-ahead: header, and tag when authenticated.
+        std::optional<rcq::detail::tcp_go_ahead_side> side_;
+        rcq::detail::auth_nonce client_nonce_{};
+        rcq::detail::auth_nonce server_nonce_{};
+        std::array<std::byte, rcq::detail::tcp_go_ahead_header_size + shared_secret::tag_size> go_{};
+        std::size_t go_size_ = rcq::detail::tcp_go_ahead_header_size;
         std::size_t go_got_ = 0;
     };
 
@@ -306,7 +312,7 @@ private:
                 p.sending() ? "timed out sending our endpoint (" +
                                   rcq::detail::byte_progress(p.sent_, p.out_size_) + " sent)"
                             : "no go-ahead within " + rcq::detail::budget_text(options_.talk_timeout) +
-                                  " of its endpoint (" + rcq::detail::byte_progress(p.go_got_, p.go_.size()) +
+                                  " of its endpoint (" + rcq::detail::byte_progress(p.go_got_, p.go_size_) +
                                   " of it came)";
             fail(i, error(std::make_error_code(std::errc::timed_out), step,
                           "the client's QP did not reach RTS in time, or it stopped before its "
@@ -352,7 +358,20 @@ private:
         rcq::detail::send_at_once(p.in_.fd());
         const auto client_nonce = p.in_.client_nonce();
         const auto server_nonce = p.in_.server_nonce();
-        p.link_.emplace(p.in_.take_fd(), p.in_.address(), remote, options_.talk_timeout);
+        p.client_nonce_ = client_nonce;
+        p.server_nonce_ = server_nonce;
+        p.side_.emplace(rcq::detail::tcp_go_ahead_side{
+            .fd = p.in_.fd(),
+            .server = true,
+            .secret = auth_.secret(),
+            .client_nonce = p.client_nonce_,
+            .server_nonce = p.server_nonce_,
+            .who = role(),
+            .peer = p.in_.address(),
+            .budget = rcq::detail::budget_text(options_.talk_timeout)});
+        p.go_size_ = rcq::detail::tcp_go_ahead_size(*p.side_);
+        p.link_.emplace(p.in_.take_fd(), p.in_.address(), remote, options_.talk_timeout,
+                        rcq::detail::tcp_go_ahead_message(*p.side_));
         try {
             tcp_reply<Attached> reply = prepare(remote);
             auth_.check_offer(reply.local, role());
@@ -392,27 +411,32 @@ private:
         }
     }
 
-    // The client's go-ahead, read as it arrives, without blocking; true once
-    // it is all there and right. (Ours is sent by tcp_link::barrier().)
+    // The client's go-ahead, read as it arrives, without blocking, and
+    // checked as tcp::barrier() checks it (rcq/detail/tcp_go_ahead.hpp);
+    // true once it is all there and right. (Ours is sent by
+    // tcp_link::barrier().)
     static bool read_go_ahead(client& p) {
-        ssize_t n = ::recv(p.fd(), p.go_.data() + p.go_got_, p.go_.size() - p.go_got_, MSG_DONTWAIT);
+        ssize_t n = ::recv(p.fd(), p.go_.data() + p.go_got_, p.go_size_ - p.go_got_, MSG_DONTWAIT);
         if (n == 0)
-            throw_error("closed the connection after " + rcq::detail::byte_progress(p.go_got_, p.go_.size()) +
+            throw_error("closed the connection after " + rcq::detail::byte_progress(p.go_got_, p.go_size_) +
                             " of its go-ahead",
                         "the client exited or gave up before its barrier(); its own output says why",
                         ECONNRESET);
         if (n < 0) {
             const int err = errno;
             if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) return false;
-            throw_error("reading its go-ahead failed after " + rcq::detail::byte_progress(p.go_got_, p.go_.size()),
+            throw_error("reading its go-ahead failed after " + rcq::detail::byte_progress(p.go_got_, p.go_size_),
                         "the client exited or gave up before its barrier()", err);
         }
+        const bool had_header = p.go_got_ >= rcq::detail::tcp_go_ahead_header_size;
         p.go_got_ += static_cast<std::size_t>(n);
-        if (!std::equal(p.go_.begin(), p.go_.begin() + static_cast<std::ptrdiff_t>(p.go_got_),
-                        rcq::detail::tcp_go_ahead.begin()))
-            throw_invalid("expected the go-ahead \"RCQG\" 00000000, got something else",
-                          "the client must call exchange() and then barrier(), in that order", EPROTO);
-        return p.go_got_ == p.go_.size();
+        const auto got = std::span<const std::byte>(p.go_).first(p.go_got_);
+        if (!had_header && p.go_got_ >= rcq::detail::tcp_go_ahead_header_size)
+            rcq::detail::check_tcp_go_ahead_header(*p.side_, got.first(rcq::detail::tcp_go_ahead_header_size));
+        if (p.go_got_ < p.go_size_) return false;
+        if (p.side_->secret != nullptr)
+            rcq::detail::check_tcp_go_ahead_tag(*p.side_, got.subspan(rcq::detail::tcp_go_ahead_header_size));
+        return true;
     }
 
     tcp_listener_options options_;
