@@ -340,7 +340,8 @@ TEST(TcpListener, TheAcceptedLinkIsTheLivenessSignal) {
     EXPECT_EQ(got.link.fd(), -1);          // NOLINT(bugprone-use-after-move)
     moved.close();
     EXPECT_FALSE(moved.peer_closed());
-    rcq::handshake::tcp_link unsent(unique_fd{}, "nowhere", endpoint_with(1), 1s);
+    rcq::handshake::tcp_link unsent(unique_fd{}, "nowhere", endpoint_with(1), 1s,
+                                    rcq::detail::tcp_go_ahead_message({}));
     EXPECT_THAT(error_of([&] { unsent.barrier(); }, EINVAL), HasSubstr("without a connection"));
 }
 
