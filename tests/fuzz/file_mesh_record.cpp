@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     static const std::optional<rcq::shared_secret> secret = []() -> std::optional<rcq::shared_secret> {
         if (!rcq::authentication_available) return std::nullopt;
-        constexpr std::string_view key = "fuzzing secret, 32 bytes long..";
+        constexpr std::string_view key = "rcq fuzzing secret, never used for real"; // as the seeds'
         return rcq::shared_secret::from_bytes(std::as_bytes(std::span(key.data(), key.size())));
     }();
     const rcq::shared_secret* with = (data[0] & 1) != 0 && secret ? &*secret : nullptr;

@@ -187,7 +187,7 @@ TEST(TcpListener, OneClientsFailureEndsOnlyItsOwnHandshake) {
     raw_send(wrong, wire_of(endpoint_with(14)));
     raw_send(wrong, unit_test::bytes_of("RCQX0000"));
     EXPECT_THAT(error_of([&] { listener.accept(refuse_13, 20s); }, EPROTO),
-                HasSubstr("expected the go-ahead \"RCQG\" 00000000, got something else"));
+                HasSubstr("expected the go-ahead \"RCQG\" 00000000 from"));
 
     // A client that closes after its endpoint, before its go-ahead.
     {

@@ -12,6 +12,7 @@
 #include <rcq/handshake/env.hpp>
 #include <rcq/handshake/file.hpp>
 #include <rcq/handshake/rdma_cm.hpp>
+#include <rcq/handshake/file_mesh.hpp>
 #include <rcq/secret.hpp>
 
 #include <cstdio>
@@ -84,6 +85,21 @@ std::string file_record(std::string_view kind, std::string_view endpoint_text, b
     return text;
 }
 
+// The file of rank 1 in a file mesh of 3 ranks, session job7, as
+// rcq::handshake::file_mesh writes it once it has every rank's nonce.
+std::string mesh_record(bool tagged) {
+    std::string text(rcq::detail::mesh_format_line);
+    text += "\nsession job7\nrank 1\nsize 3\nstate ready\nnonce " + file_nonce_a + "\nack 0 " +
+            file_nonce_b + "\nack 2 " + file_nonce_b + "\nhost node7\npid 4242\ntime 1718000000\n";
+    auto ep = plain();
+    for (std::uint32_t j : {0u, 2u}) {
+        ep.qpn = 0x100 + j;
+        text += "endpoint " + std::to_string(j) + " " + rcq::to_text(ep) + "\n";
+    }
+    if (tagged) text += "tag " + rcq::detail::hex_bytes(secret().tag({"rcq file mesh", text})) + "\n";
+    return text;
+}
+
 // An env endpoint line with its auth= part, as the env handshake writes it.
 std::string env_line(const rcq::endpoint& ep, const std::string& nonce, const std::string& echo) {
     auto text = rcq::to_text(ep);
@@ -143,6 +159,9 @@ int main(int argc, char** argv) {
 
     put("file_record", "endpoint", picked(1, file_record("endpoint", text, false)));
     put("file_record", "ready", picked(0, file_record("ready", {}, false)));
+
+    put("file_mesh_record", "plain", picked(0, mesh_record(false)));
+    put("file_mesh_record", "tagged", picked(1, mesh_record(true)));
 
     const std::string go(rcq::handshake::env::go_line);
     put("env_lines", "both", text + "\n" + go + "\n");
