@@ -16,7 +16,7 @@ cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRCQ_BUILD_BENCH=
 cmake --build "$asan" -j "$(nproc)" --target rcq_unit_tests rcq_rdma_tests \
     rdma_server rdma_client rdma_write_read custom_policies rcq_async_tests async_echo
 # The seed generator when it is configured (rcq built with libsodium).
-if cmake --build "$asan" --target help | grep -qw rcq_fuzz_seeds; then
+if cmake --build "$asan" --target help | grep -w rcq_fuzz_seeds >/dev/null; then
     cmake --build "$asan" -j "$(nproc)" --target rcq_fuzz_seeds
 fi
 built=$SECONDS
