@@ -189,6 +189,14 @@ TEST(TcpListener, OneClientsFailureEndsOnlyItsOwnHandshake) {
     EXPECT_THAT(error_of([&] { listener.accept(refuse_13, 20s); }, EPROTO),
                 HasSubstr("expected the go-ahead \"RCQG\" 00000000 from"));
 
+    // A go-ahead of the other kind (tagged, to a listener without a secret):
+    // refused as tcp::barrier() refuses it.
+    auto tagged = raw_connect(listener.port());
+    raw_send(tagged, wire_of(endpoint_with(16)));
+    raw_send(tagged, unit_test::bytes_of(std::string("RCQG\0\0\0\x20", 8)));
+    EXPECT_THAT(error_of([&] { listener.accept(refuse_13, 20s); }, EACCES),
+                HasSubstr("is authenticated and this side has no shared secret"));
+
     // A client that closes after its endpoint, before its go-ahead.
     {
         auto quitter = raw_connect(listener.port());
