@@ -8,14 +8,26 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <stdexcept>
+#include <string>
 #include <string_view>
+
+// A number from the command line in [low, high], or a clear error.
+static long number(const char* text, long low, long high, const char* what) {
+    char* end = nullptr;
+    const long value = std::strtol(text, &end, 10);
+    if (end == text || *end != '\0' || value < low || value > high)
+        throw std::invalid_argument(std::string(what) + " '" + text + "' is not a number in " +
+                                    std::to_string(low) + ".." + std::to_string(high));
+    return value;
+}
 
 int main(int argc, char** argv) try {
     if (argc < 2) { std::fprintf(stderr, "usage: hello_client <server_ip> [port] [device] [gid_index] [message]\n"); return 2; }
-    const auto port = static_cast<std::uint16_t>(argc > 2 ? std::atoi(argv[2]) : 18515);
+    const auto port = static_cast<std::uint16_t>(argc > 2 ? number(argv[2], 1, 65535, "port") : 18515);
     rcq::connection_options opts;
     if (argc > 3) opts.device = argv[3];
-    if (argc > 4 && *argv[4]) opts.gid_index = std::atoi(argv[4]);
+    if (argc > 4 && *argv[4]) opts.gid_index = static_cast<int>(number(argv[4], 0, 255, "GID index"));
     const std::string_view message = argc > 5 ? argv[5] : "hello from the client";
     if (message.size() > 2048) { std::fprintf(stderr, "hello_client: at most 2048 bytes\n"); return 2; }
     opts.narrate = &std::clog;

@@ -8,13 +8,26 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 
+// A number from the command line in [low, high], or a clear error.
+static long number(const char* text, long low, long high, const char* what) {
+    char* end = nullptr;
+    const long value = std::strtol(text, &end, 10);
+    if (end == text || *end != '\0' || value < low || value > high)
+        throw std::invalid_argument(std::string(what) + " '" + text + "' is not a number in " +
+                                    std::to_string(low) + ".." + std::to_string(high));
+    return value;
+}
+
 int main(int argc, char** argv) try {
-    const auto port = static_cast<std::uint16_t>(argc > 1 ? std::atoi(argv[1]) : 18515);
+    const auto port = static_cast<std::uint16_t>(argc > 1 ? number(argv[1], 1, 65535, "port") : 18515);
     rcq::connection_options opts;
     if (argc > 2) opts.device = argv[2];                  // default: the first device
-    if (argc > 3 && *argv[3]) opts.gid_index = std::atoi(argv[3]); // default: the RoCE v2 IPv4 GID
+    if (argc > 3 && *argv[3]) // default: the RoCE v2 IPv4 GID
+        opts.gid_index = static_cast<int>(number(argv[3], 0, 255, "GID index"));
     opts.narrate = &std::clog;
     rcq::connection<> conn(rcq::handshake::tcp::server(port), opts);  // 4096-byte buffer
 

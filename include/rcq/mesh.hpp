@@ -93,6 +93,11 @@ public:
             if (j != self) peers_.push_back(j);
     }
 
+    /// The QPs would outlive temporary resources (destroyed at the end of
+    /// the statement): name the resources in a variable that outlives the mesh.
+    template <mesh_resources Resources>
+    mesh(const Resources&& res, Handshake handshake) = delete;
+
     /// This process's rank.
     int rank() const noexcept { return handshake_.rank(); }
     /// The number of ranks.
@@ -102,7 +107,10 @@ public:
 
     /// The QP connected to rank `peer`. Throws rcq::error (EINVAL) for our
     /// own rank or one outside the mesh.
-    qp<state::rts>& queue_pair(int peer) { return *qps_[index(peer)]; }
+    qp<state::rts>& queue_pair(int peer) & { return *qps_[index(peer)]; }
+    /// Not of a temporary mesh: its QPs are destroyed at the end of the
+    /// statement, leaving the reference dangling.
+    qp<state::rts>& queue_pair(int peer) && = delete;
     /// The QP number of our QP to rank `peer` (what its completions carry).
     std::uint32_t qp_num(int peer) const { return qps_[index(peer)]->qp_num(); }
     /// Our endpoint for rank `peer`, as sent.

@@ -48,7 +48,11 @@ public:
     peer& operator=(const peer&) = delete;
 
     /// The QP, for posting.
-    qp<state::rts>& queue_pair() noexcept { return qp_; }
+    qp<state::rts>& queue_pair() & noexcept { return qp_; }
+    /// Not of a temporary peer: its QP is destroyed at the end of the
+    /// statement, leaving the reference dangling. Keep the peer in a variable
+    /// (or take the QP with release_qp()).
+    qp<state::rts>& queue_pair() && = delete;
     /// The QP number: what completions of this peer carry in wc.qp_num.
     std::uint32_t qp_num() const noexcept { return qp_.qp_num(); }
     /// Our endpoint, as sent to the peer.

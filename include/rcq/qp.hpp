@@ -120,8 +120,8 @@ struct rts_attrs {
 ///
 /// A handle that was moved from (by a transition, or std::move) is empty.
 /// C++ cannot forbid using it: a transition on it throws rcq::error; a post
-/// on it stops the program with a message when RCQ_DEBUG_CHECKS is on (debug
-/// builds) and is undefined otherwise; clang-tidy's bugprone-use-after-move
+/// or qp_num() on it stops the program with a message when RCQ_DEBUG_CHECKS
+/// is on (debug builds) and is undefined otherwise; clang-tidy's bugprone-use-after-move
 /// finds such uses in source.
 /// Thread safety: as verbs; posting from several threads on one QP needs the
 /// caller's own lock.
@@ -183,8 +183,13 @@ public:
 
     /// The raw QP.
     ibv_qp* get() const noexcept { return qp_.get(); }
-    /// The QP number.
-    std::uint32_t qp_num() const noexcept { return qp_->qp_num; }
+    /// The QP number. Precondition: the handle is not empty (checked with
+    /// RCQ_DEBUG_CHECKS on).
+    std::uint32_t qp_num() const noexcept {
+        RCQ_DEBUG_CHECK(qp_, "qp_num() of an empty rcq::qp handle: it was moved from (a transition "
+                             "consumes it); ask the handle the transition returned");
+        return qp_->qp_num;
+    }
     /// Gives up ownership of the raw QP without destroying it.
     ibv_qp* release() && noexcept { return qp_.release(); }
 

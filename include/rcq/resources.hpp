@@ -163,7 +163,7 @@ public:
     /// A new RC QP on the shared PD and CQ (and SRQ, if any), in INIT with
     /// the options' port and remote access; narrated. Receives may be posted
     /// on it now (on the SRQ when there is one). Throws rcq::error.
-    qp<state::init> make_qp() const {
+    qp<state::init> make_qp() const& {
         qp_caps caps = opts_.caps;
         caps.srq = srq_ ? srq_->get() : nullptr;
         if (srq_) caps.max_recv_wr = 0;
@@ -171,6 +171,11 @@ public:
                                       {.port_num = opts_.port, .access = opts_.remote_access},
                                       narrator());
     }
+
+    /// The QP would outlive the PD and CQ of temporary resources (destroyed
+    /// at the end of the statement, which verbs would refuse while the QP
+    /// uses them): name the resources in a variable that outlives its QPs.
+    qp<state::init> make_qp() const&& = delete;
 
     /// Our endpoint for `q`, to send to the peer: its QPN, a random initial
     /// PSN, the port's LID, our GID and MTU, the READ/atomic depths, and the
@@ -197,7 +202,7 @@ public:
     /// ready() on the result once its receives are posted. Throws rcq::error
     /// naming the step; the QP is destroyed then.
     template <class Handshake>
-    peer<Handshake> connect(Handshake handshake) const {
+    peer<Handshake> connect(Handshake handshake) const& {
         static_assert(handshake_policy<Handshake>,
                       "rcq::resources::connect(h): h must satisfy rcq::handshake_policy "
                       "(exchange(endpoint) and barrier())");
@@ -211,6 +216,10 @@ public:
         return peer<Handshake>(std::move(handshake), std::move(ready), local, remote,
                                opts_.narrate);
     }
+
+    /// The peer's QP would outlive temporary resources, as with make_qp().
+    template <class Handshake>
+    peer<Handshake> connect(Handshake handshake) const&& = delete;
 
 private:
     detail::narrator narrator() const noexcept { return {opts_.narrate}; }

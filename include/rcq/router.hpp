@@ -5,6 +5,7 @@
 #include <rcq/config.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/misuse.hpp>
 #include <rcq/error.hpp>
 
 #include <infiniband/verbs.h>
@@ -41,7 +42,10 @@ namespace rcq {
 /// QPNs are 24 bits; higher bits of a key are ignored, as verbs ignores them.
 /// The router holds pointers: each Target must stay where it is while routed
 /// (remove it before moving or destroying it). A moved-from router is empty:
-/// assign to it or destroy it. Not thread safe.
+/// assign to it or destroy it; add() and remove() on it return EBADF, and
+/// find(), dispatch() and poll() on it stop the program with a message when
+/// RCQ_DEBUG_CHECKS is on (they are the hot path) and are undefined
+/// otherwise. Not thread safe.
 template <class Target>
 class router {
 public:
@@ -85,9 +89,10 @@ public:
     ~router() { unmap(); }
 
     /// Routes completions of QP `qpn` to `target`. Returns 0, EEXIST when
-    /// `qpn` is routed already (nothing changes), or ENOSPC when `capacity`
-    /// QPs are routed.
+    /// `qpn` is routed already (nothing changes), ENOSPC when `capacity`
+    /// QPs are routed, or EBADF on a moved-from router.
     [[nodiscard]] int add(std::uint32_t qpn, Target& target) noexcept {
+        if (table_ == nullptr) return EBADF;
         Target*& slot = table_[qpn & qpn_mask];
         if (slot != nullptr) return EEXIST;
         if (size_ == capacity_) return ENOSPC;
@@ -96,9 +101,11 @@ public:
         return 0;
     }
 
-    /// Stops routing QP `qpn`. Returns 0, or ENOENT when it was not routed.
-    /// Its completions met later count as unknown().
+    /// Stops routing QP `qpn`. Returns 0, ENOENT when it was not routed, or
+    /// EBADF on a moved-from router. Its completions met later count as
+    /// unknown().
     [[nodiscard]] int remove(std::uint32_t qpn) noexcept {
+        if (table_ == nullptr) return EBADF;
         Target*& slot = table_[qpn & qpn_mask];
         if (slot == nullptr) return ENOENT;
         slot = nullptr;
@@ -108,6 +115,8 @@ public:
 
     /// The target of QP `qpn`, or nullptr when it is not routed.
     [[nodiscard]] RCQ_ALWAYS_INLINE Target* find(std::uint32_t qpn) const noexcept {
+        RCQ_DEBUG_CHECK(table_ != nullptr, "lookup in a moved-from rcq::router: it has no table; "
+                                           "use the router it was moved to, or assign a new one");
         return table_[qpn & qpn_mask];
     }
 

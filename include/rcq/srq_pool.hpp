@@ -52,12 +52,15 @@ public:
 
     /// A pool over the first slots x slot_size bytes of `memory`, registered
     /// with `lkey`, posting to `shared`. Nothing is posted yet (post_all()).
-    /// Throws rcq::error when the slots do not fit in `memory`, or for a zero
-    /// or 32-bit-overflowing size.
+    /// Throws rcq::error when `shared` is empty (moved from), when the slots
+    /// do not fit in `memory`, or for a zero size.
     srq_pool(srq& shared, std::span<std::byte> memory, std::uint32_t lkey,
              std::uint32_t slot_size, std::uint32_t slots)
         : srq_(shared.get()), base_(memory.data()), lkey_(lkey), slot_size_(slot_size),
           slots_(slots) {
+        if (srq_ == nullptr)
+            throw_invalid("rcq::srq_pool on an empty rcq::srq (it was moved from)",
+                          "pass the srq it was moved to");
         if (slot_size == 0 || slots == 0)
             throw_invalid("rcq::srq_pool with " + std::to_string(slots) + " slots of " +
                               std::to_string(slot_size) + " bytes",

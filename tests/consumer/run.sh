@@ -16,7 +16,7 @@ echo "== consumer with find_package(rcq)"
 cmake -S "$src/tests/consumer" -B "$work/find-package" -DCMAKE_CXX_COMPILER="$cxx" \
       -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/find-package" >/dev/null
-"$work/find-package/consumer"
+"$work/find-package/consumer" | tee "$work/find-package.out"
 if [[ -x $work/find-package/stub_benchmark ]]; then
     echo "== the README's stub benchmark, from the installed rcq::stub"
     "$work/find-package/stub_benchmark" --benchmark_min_time=0.01 | grep send_then_poll
@@ -27,7 +27,13 @@ fi
 echo "== consumer with plain make and pkg-config --cflags --libs rcq"
 PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" \
     make -s -C "$src/tests/consumer" CXX="$cxx" OUT="$work/consumer-make"
-"$work/consumer-make"
+"$work/consumer-make" | tee "$work/make.out"
+# The same rcq either way: the flags must bring what the CMake target brings
+# (RCQ_WITH_SODIUM and libsodium when the package was built with them).
+if ! diff -u "$work/find-package.out" "$work/make.out"; then
+    echo "the pkg-config consumer differs from the find_package one (see above)" >&2
+    exit 1
+fi
 
 echo "== installed files: LICENSE, rcq-launch-env"
 test -s "$work/prefix/share/doc/rcq/LICENSE"
@@ -45,4 +51,5 @@ echo "== consumer with add_subdirectory(rcq)"
 cmake -S "$src/tests/consumer" -B "$work/subdirectory" -DCMAKE_CXX_COMPILER="$cxx" \
       -DRCQ_SOURCE_DIR="$src" >/dev/null
 cmake --build "$work/subdirectory" >/dev/null
-"$work/subdirectory/consumer"
+"$work/subdirectory/consumer" | tee "$work/subdirectory.out"
+diff -u "$work/find-package.out" "$work/subdirectory.out"

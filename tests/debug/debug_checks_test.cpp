@@ -28,6 +28,29 @@ TEST(DebugChecks, PostingOnAMovedFromQpHandleStopsWithTheMistakeNamed) {
     (void)std::move(moved).release();
 }
 
+TEST(DebugChecks, AskingAMovedFromQpHandleItsNumberStops) {
+    auto q = rcq::qp<rcq::state::init>::adopt_unchecked(nullptr);
+    auto moved = std::move(q);
+    // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
+    EXPECT_DEATH((void)q.qp_num(), "qp_num\\(\\) of an empty rcq::qp handle: it was moved from");
+    (void)std::move(moved).release();
+}
+
+struct session {};
+
+TEST(DebugChecks, ALookupInAMovedFromRouterStops) {
+    rcq::router<session> routes(2);
+    rcq::router<session> moved = std::move(routes);
+    // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
+    EXPECT_DEATH((void)routes.find(1), "lookup in a moved-from rcq::router");
+    ibv_wc wc{};
+    // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
+    EXPECT_DEATH(routes.dispatch(std::span<const ibv_wc>(&wc, 1), [](session&, const ibv_wc&) {},
+                                 [](const ibv_wc&) {}),
+                 "lookup in a moved-from rcq::router");
+    EXPECT_EQ(moved.find(1), nullptr);
+}
+
 // A region as rcq::local() takes it: 64 bytes with a made-up key.
 struct region {
     std::byte* data;

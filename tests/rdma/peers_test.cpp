@@ -170,6 +170,14 @@ TEST(Peers, TheSrqPoolServesMoreMessagesThanItsDepthEveryByteChecked) {
     EXPECT_THROW(rcq::srq_pool(*shared, p.res.buffer(), 0, 1 << 20, 2), rcq::error)
         << "slots beyond the memory";
     EXPECT_THROW(rcq::srq_pool(*shared, p.res.buffer(), 0, 0, 2), rcq::error);
+    {
+        rcq::srq spare(p.res.protection_domain(), 4);
+        const rcq::srq kept = std::move(spare);
+        // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
+        EXPECT_THROW(rcq::srq_pool(spare, p.res.buffer(), 0, slot_size, 1), rcq::error)
+            << "a pool on a moved-from srq would post to a null SRQ";
+        EXPECT_NE(kept.get(), nullptr);
+    }
 
     // Message m goes from QP m % 4 to its partner; in flight at most `slots`,
     // so that a receive is always posted for it (reposted before counting).

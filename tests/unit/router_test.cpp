@@ -83,6 +83,19 @@ TEST(Router, CapacityOutOfRangeIsRefused) {
                 HasSubstr("route 1 to 2^24 QPs"));
 }
 
+TEST(Router, AMovedFromRouterRefusesAddAndRemove) {
+    rcq::router<session> routes(4);
+    session a;
+    ASSERT_EQ(routes.add(5, a), 0);
+    rcq::router<session> moved = std::move(routes);
+    // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
+    EXPECT_EQ(routes.add(6, a), EBADF);
+    EXPECT_EQ(routes.remove(5), EBADF); // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(routes.size(), 0u);       // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(moved.find(5), &a);
+    EXPECT_EQ(moved.size(), 1u);
+}
+
 // Many random adds and removes against a plain map: the backward-shift
 // deletion must never lose an entry nor keep a removed one.
 TEST(Router, AgreesWithAMapOverRandomAddsAndRemoves) {
