@@ -19,6 +19,7 @@
 // deadline (-t, 30 s by default) instead of blocking in MPI for ever; a rank
 // that fails calls MPI_Abort, which has mpirun stop every rank at once;
 // mpirun's --timeout bounds the job as a whole.
+#include "example_options.hpp"
 #include "mesh_traffic.hpp"
 
 #include <rcq/handshake/mpi.hpp>
@@ -56,9 +57,9 @@ settings parse(int argc, char** argv) {
         if (arg == "-d")
             s.device = value();
         else if (arg == "-g")
-            s.gid_index = std::stoi(value());
+            s.gid_index = example::parse_number<int>(value(), 0, 255, "GID index");
         else if (arg == "-t")
-            s.timeout = std::chrono::seconds(std::stoi(value()));
+            s.timeout = std::chrono::seconds(example::parse_number<int>(value(), 1, 3600, "timeout"));
         else if (arg == "--allow-memory")
             s.allow_memory = true;
         else
