@@ -63,15 +63,22 @@ inline constexpr std::uint64_t drain_recv_wr_id = 0xffff'ffff'ffff'fff1u;
 /// that event before calling it. Soft-RoCE (rxe) flushes no SRQ receive.
 ///
 /// Bounded: throws rcq::error (ETIMEDOUT) when the markers are not back
-/// within `timeout`, EIO when polling fails; the QP is removed from `r` and
-/// destroyed in every case. Completions of the other QPs met on the way
+/// within `timeout`, EIO when polling fails, EINVAL for an empty handle; the
+/// QP is removed from `r` and destroyed in every case (tear_down takes it
+/// over first). Completions of the other QPs met on the way
 /// have been routed either way.
 template <class State, class Target, class Poll, class OnCompletion, class OnUnknown>
 teardown_result tear_down(qp<State>&& q, router<Target>& r, Poll& p, const cq& c,
                           OnCompletion&& on_completion, OnUnknown&& on_unknown,
                           std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-    const std::uint32_t qpn = q.qp_num();
-    const bool own_rq = q.get()->srq == nullptr;
+    // Taken over at once, so that every way out destroys the QP, a throw
+    // before it reached ERROR included.
+    qp<State> owned = std::move(q);
+    if (owned.get() == nullptr)
+        throw_invalid("tear_down of an empty rcq::qp handle (it was moved from)",
+                      "pass the handle the last transition returned, or peer.release_qp()");
+    const std::uint32_t qpn = owned.qp_num();
+    const bool own_rq = owned.get()->srq == nullptr;
     struct unroute { // the QP leaves the router on every path out
         router<Target>& r;
         std::uint32_t qpn;
@@ -88,11 +95,11 @@ teardown_result tear_down(qp<State>&& q, router<Target>& r, Poll& p, const cq& c
         ibv_recv_wr recv{};
         recv.wr_id = drain_recv_wr_id;
         ibv_recv_wr* bad_recv = nullptr;
-        if (const int rc = ibv_post_recv(q.get(), &recv, &bad_recv); rc != 0)
+        if (const int rc = ibv_post_recv(owned.get(), &recv, &bad_recv); rc != 0)
             throw_error("tear_down: posting the receive drain marker on QPN 0x" + detail::hex(qpn),
                         "the receive queue may be full: its marker needs one free entry", rc);
     }
-    auto failed = std::move(q).to_error();
+    auto failed = std::move(owned).to_error();
 
     // The send marker goes in after ERROR, so that it is flushed, never sent.
     ibv_send_wr send{};

@@ -259,6 +259,19 @@ TEST(Peers, TearingDownOnePeerRoutesItsFlushesToItAloneWhileTheOthersGoOn) {
         [](const ibv_wc& wc) { ADD_FAILURE() << "unknown QPN " << wc.qp_num; });
     EXPECT_EQ(first.own, 0u);
     EXPECT_EQ(first.others, 0u);
+    // Its handle is empty now: tearing it down again is refused, not a crash,
+    // and leaves the router alone.
+    const std::size_t routed = p.routes.size();
+    try {
+        // NOLINTNEXTLINE(bugprone-use-after-move): the mistake under test
+        (void)rcq::tear_down(std::move(p.qps[1]), p.routes, p.res.poll_policy(), p.res.completion_queue(),
+                             [](session&, const ibv_wc&) {}, [](const ibv_wc&) {});
+        ADD_FAILURE() << "tear_down of an empty handle was not refused";
+    } catch (const rcq::error& e) {
+        EXPECT_EQ(e.code().value(), EINVAL);
+        EXPECT_NE(std::string(e.what()).find("empty rcq::qp handle"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(p.routes.size(), routed);
     // QP 0 has 8 receives that will never be filled, and 4 sends (2 of them
     // unsignaled) towards QP 1, which no longer answers: they stay in
     // transport retries (about 0.5 s) until QP 0 goes to ERROR.
