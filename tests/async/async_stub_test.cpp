@@ -5,16 +5,20 @@
 #include <rcq/poll/busy.hpp>
 #include <rcq/stub/provider.hpp>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -146,6 +150,95 @@ TEST(AsyncStub, ReceiveAndSendTogetherAllocateNothingInSteadyState) {
     p.io.run();
     EXPECT_EQ(done, warm_up + measured);
     EXPECT_EQ(allocations, 0u);
+}
+
+// An allocator that counts what it hands out.
+template <class T>
+struct counting_allocator {
+    using value_type = T;
+    int* allocations;
+    explicit counting_allocator(int* a) noexcept : allocations(a) {}
+    template <class U>
+    counting_allocator(const counting_allocator<U>& o) noexcept : allocations(o.allocations) {}
+    T* allocate(std::size_t n) {
+        ++*allocations;
+        return std::allocator<T>().allocate(n);
+    }
+    void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+    template <class U>
+    bool operator==(const counting_allocator<U>& o) const noexcept {
+        return allocations == o.allocations;
+    }
+};
+
+TEST(AsyncStub, AHandlersOwnAllocatorHoldsTheOperation) {
+    stub_pair p;
+    int allocations = 0, done = 0;
+    for (int i = 0; i < 3; ++i)
+        p.qp->async_send(p.sge(), asio::bind_allocator(counting_allocator<void>(&allocations),
+                                                       [&](boost::system::error_code ec,
+                                                           std::size_t) { done += !ec; }));
+    EXPECT_EQ(allocations, 3) << "one operation state per operation, from the handler's allocator";
+    p.io.run();
+    EXPECT_EQ(done, 3);
+}
+
+// A handler bigger than the CQ's cache holds (512 bytes): its operation's
+// memory comes from operator new, and goes back to it.
+struct big_handler {
+    std::array<unsigned char, 600> payload{};
+    int* left;
+    rcq::async_qp<rcq::state::rts>* q;
+    ibv_sge sge;
+    void operator()(const boost::system::error_code& ec, std::size_t n) {
+        if (ec || n != sge.length || payload[599] != 0x5a) return;
+        if (--*left > 0) q->async_send(sge, std::move(*this));
+    }
+};
+
+TEST(AsyncStub, AHandlerTooBigForTheCacheStillCompletes) {
+    stub_pair p;
+    int left = 50;
+    big_handler h{{}, &left, &*p.qp, p.sge()};
+    h.payload[599] = 0x5a;
+    const std::uint64_t before = news.load();
+    p.qp->async_send(p.sge(), std::move(h));
+    p.io.run();
+    EXPECT_EQ(left, 0);
+    EXPECT_GE(news.load() - before, 50u) << "an operation this big is not cached";
+}
+
+TEST(AsyncStub, AHandlerOnAStrandRunsThroughTheStrand) {
+    stub_pair p;
+    auto strand = asio::make_strand(p.io);
+    int inside = 0, calls = 0;
+    for (int i = 0; i < 4; ++i)
+        p.qp->async_send(p.sge(), asio::bind_executor(strand, [&](boost::system::error_code ec,
+                                                                  std::size_t) {
+                             ++calls;
+                             inside += !ec && strand.running_in_this_thread();
+                         }));
+    p.io.run();
+    EXPECT_EQ(calls, 4);
+    EXPECT_EQ(inside, 4);
+}
+
+TEST(AsyncStub, AHandlerOnAnotherIoContextKeepsItRunningUntilDelivered) {
+    stub_pair p;
+    p.stub.completions_per_poll(0);
+    asio::io_context other;
+    int calls = 0;
+    p.qp->async_send(p.sge(), asio::bind_executor(other, [&](boost::system::error_code ec,
+                                                             std::size_t) { calls += !ec; }));
+    EXPECT_EQ(other.poll(), 0u);
+    EXPECT_FALSE(other.stopped()) << "no outstanding work counted on the handler's io_context";
+    for (int i = 0; i < 10; ++i) p.io.poll_one();
+    p.stub.completions_per_poll(16);
+    p.io.run();
+    EXPECT_EQ(calls, 0) << "ran on the CQ's io_context instead of its own";
+    EXPECT_EQ(other.poll(), 1u);
+    EXPECT_EQ(calls, 1);
+    EXPECT_TRUE(other.stopped()) << "the work counted for the operation was not released";
 }
 
 TEST(AsyncStub, EveryTokenKind) {

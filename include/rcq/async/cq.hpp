@@ -112,7 +112,9 @@ public:
     /// Hands one work completion of an asynchronous operation to it, for a
     /// program that polls the CQ itself (e.g. a router of a CQ shared with
     /// synchronous QPs): the handler runs as if this object had found it.
-    static void deliver(const ibv_wc& wc) noexcept { detail::deliver(wc); }
+    static void deliver(const ibv_wc& wc) noexcept {
+        detail::deliver(wc, detail::completion_site::elsewhere);
+    }
 
 private:
     template <class>
@@ -166,7 +168,7 @@ private:
     void on_poll() noexcept {
         int n = 0;
         for (int round = 0; round < inline_polls; ++round) {
-            n = core_.drain();
+            n = core_.drain(detail::completion_site::driver);
             if (idle()) return;
             if (n <= 0) break;
         }
@@ -185,7 +187,7 @@ private:
         if constexpr (evented) {
             for (;;) {
                 (void)ibv_req_notify_cq(core_.cq, 0);
-                if (core_.drain() == 0) break; // armed with nothing left behind
+                if (core_.drain(detail::completion_site::driver) == 0) break; // armed with nothing left behind
                 if (idle()) return;
             }
             descriptor_->async_wait(descriptor::wait_read, wake{this});
@@ -204,7 +206,7 @@ private:
             void* context = nullptr;
             while (ibv_get_cq_event(poll_->channel(), &event_cq, &context) == 0)
                 ibv_ack_cq_events(event_cq, 1);
-            (void)core_.drain();
+            (void)core_.drain(detail::completion_site::driver);
             if (idle()) return;
             if constexpr (spins > 0) {
                 empty_polls_ = 0;
