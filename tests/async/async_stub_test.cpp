@@ -1,6 +1,8 @@
 // Unit tests of rcq's asynchronous layer on the stub provider (no device):
 // every completion token, errors, cancellation and closing, and the count
 // of operator new calls per operation in steady state.
+#include "async_round_trip.hpp"
+
 #include <rcq/async.hpp>
 #include <rcq/poll/busy.hpp>
 #include <rcq/stub/provider.hpp>
@@ -127,16 +129,15 @@ TEST(AsyncStub, CallbackSendsAllocateNothingInSteadyState) {
     EXPECT_EQ(news.load() - before, 0u) << "operator new calls over " << measured << " SENDs";
 }
 
-asio::awaitable<void> recv_then_send(rcq::async_qp<rcq::state::rts>& q, ibv_sge sge,
-                                     std::uint64_t& allocations, int& done) {
+// The pattern of examples/async_echo.cpp and rcq_lat --op async: a receive
+// and a SEND in flight together, awaited together (async_round_trip.hpp).
+asio::awaitable<void> round_trips(example::async_round_trip& both, ibv_sge sge,
+                                  std::uint64_t& allocations, int& done) {
     std::uint64_t before = 0;
     for (int i = 0; i < warm_up + measured; ++i) {
         if (i == warm_up) before = news.load();
-        // Two operations outstanding at once, as an echo has.
-        auto recv = q.async_recv(sge, asio::deferred);
-        const std::size_t sent = co_await q.async_send(sge, asio::use_awaitable);
-        const ibv_wc wc = co_await std::move(recv)(asio::use_awaitable);
-        if (sent != sge.length || wc.byte_len != sge.length || wc.opcode != IBV_WC_RECV) co_return;
+        const ibv_wc wc = co_await both(sge, sge);
+        if (wc.byte_len != sge.length || wc.opcode != IBV_WC_RECV) co_return;
         ++done;
     }
     allocations = news.load() - before;
@@ -144,12 +145,57 @@ asio::awaitable<void> recv_then_send(rcq::async_qp<rcq::state::rts>& q, ibv_sge 
 
 TEST(AsyncStub, ReceiveAndSendTogetherAllocateNothingInSteadyState) {
     stub_pair p;
+    example::async_round_trip both(*p.qp);
     std::uint64_t allocations = ~0ull;
     int done = 0;
-    asio::co_spawn(p.io, recv_then_send(*p.qp, p.sge(), allocations, done), asio::detached);
+    asio::co_spawn(p.io, round_trips(both, p.sge(), allocations, done), asio::detached);
     p.io.run();
     EXPECT_EQ(done, warm_up + measured);
-    EXPECT_EQ(allocations, 0u);
+    EXPECT_EQ(allocations, 0u) << "operator new calls over " << measured << " round trips";
+    EXPECT_EQ(p.stub.counts().post_recv_calls, std::uint64_t(warm_up + measured));
+}
+
+TEST(AsyncStub, ARoundTripHasItsReceiveAndSendInFlightTogether) {
+    stub_pair p;
+    p.stub.completions_per_poll(0);
+    example::async_round_trip both(*p.qp);
+    bool got = false;
+    asio::co_spawn(p.io, [&]() -> asio::awaitable<void> {
+        got = (co_await both(p.sge(), p.sge())).opcode == IBV_WC_RECV;
+    }, asio::detached);
+    for (int i = 0; i < 10; ++i) p.io.poll_one();
+    EXPECT_EQ(p.qp->outstanding_operations(), 2u);
+    EXPECT_FALSE(got);
+    p.stub.completions_per_poll(16);
+    p.io.run();
+    EXPECT_TRUE(got);
+}
+
+TEST(AsyncStub, ACancelledRoundTripClosesTheQpAndEndsWhenFlushed) {
+    stub_pair p;
+    p.stub.completions_per_poll(0);
+    example::async_round_trip both(*p.qp);
+    asio::cancellation_signal signal;
+    boost::system::error_code ended;
+    asio::co_spawn(p.io, [&]() -> asio::awaitable<void> {
+        try {
+            (void)co_await both(p.sge(), p.sge());
+        } catch (const boost::system::system_error& e) {
+            ended = e.code();
+        }
+    }, asio::bind_cancellation_slot(signal.slot(), asio::detached));
+    for (int i = 0; i < 10; ++i) p.io.poll_one();
+    signal.emit(asio::cancellation_type::partial);
+    EXPECT_FALSE(p.qp->is_closed()) << "only terminal cancellation closes the QP";
+    signal.emit(asio::cancellation_type::terminal);
+    for (int i = 0; i < 10; ++i) p.io.poll_one();
+    EXPECT_TRUE(p.qp->is_closed());
+    EXPECT_FALSE(ended) << "the round ended before its operations were flushed";
+    EXPECT_EQ(p.qp->outstanding_operations(), 2u);
+    p.stub.completions_per_poll(16);
+    p.io.run();
+    EXPECT_EQ(ended, asio::error::operation_aborted);
+    EXPECT_EQ(p.qp->outstanding_operations(), 0u);
 }
 
 // An allocator that counts what it hands out.
