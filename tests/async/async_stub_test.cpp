@@ -424,6 +424,52 @@ TEST(AsyncStub, FullSendQueueIsAnErrorNotAHang) {
     EXPECT_EQ(posted, int(rcq::stub::provider::posted_capacity));
 }
 
+// -- the CQ's lifetime ----------------------------------------------------------
+
+TEST(AsyncStubDeathTest, DestroyingTheCqBeforeAnAsyncQpUsingItStopsWithTheMistakeNamed) {
+    EXPECT_DEATH(
+        {
+            rcq::stub::provider stub;
+            rcq::stub::adopted_cq raw_cq{stub};
+            rcq::poll::busy busy{nullptr};
+            asio::io_context io;
+            std::optional<rcq::async_cq<rcq::poll::busy>> cq(std::in_place, io.get_executor(), busy,
+                                                             raw_cq.get());
+            rcq::async_qp<rcq::state::rts> q(*cq, rcq::qp<rcq::state::rts>::adopt_unchecked(stub.qp()));
+            cq.reset();
+        },
+        "rcq::async_cq destroyed while an async_qp still uses it: destroy the async_qp objects first");
+}
+
+TEST(AsyncStub, APollQueuedWhenTheCqIsDestroyedDoesNothing) {
+    rcq::stub::provider stub;
+    stub.complete_posted(true);
+    stub.completions_per_poll(0); // the device holds the completion back
+    rcq::stub::adopted_cq raw_cq{stub};
+    rcq::poll::busy busy{nullptr};
+    asio::io_context io;
+    using async_cq = rcq::async_cq<rcq::poll::busy>;
+    alignas(async_cq) unsigned char storage[sizeof(async_cq)];
+    auto* cq = ::new (storage) async_cq(io.get_executor(), busy, raw_cq.get());
+    std::optional<rcq::async_qp<rcq::state::rts>> q(
+        std::in_place, *cq, rcq::qp<rcq::state::rts>::adopt_unchecked(stub.qp()));
+    int calls = 0;
+    q->async_send(rcq::local(stub.memory(), 0, 64),
+                  [&](boost::system::error_code, std::size_t) { ++calls; });
+    for (int i = 0; i < 5; ++i) ASSERT_EQ(io.poll_one(), 1u) << "the busy driver keeps one poll queued";
+    // The QP's destructor drains it outside the io_context: the handler is
+    // queued, and so is the driver's next poll. (The stub's QP is given
+    // back first: the provider owns it.)
+    stub.completions_per_poll(16);
+    (void)std::move(*q).release();
+    q.reset();
+    EXPECT_EQ(calls, 0);
+    cq->~async_cq();
+    std::memset(storage, 0xff, sizeof storage); // a poll reaching the CQ now would crash
+    io.run();
+    EXPECT_EQ(calls, 1);
+}
+
 TEST(AsyncStub, WorkCompletionCategory) {
     const boost::system::error_code ec = rcq::make_wc_error(IBV_WC_RETRY_EXC_ERR);
     EXPECT_EQ(ec.message(), ibv_wc_status_str(IBV_WC_RETRY_EXC_ERR));

@@ -91,18 +91,22 @@ public:
     /// c.completion_queue()); `c` must outlive this object.
     template <class Poll>
     async_qp(async_cq<Poll>& c, qp<State>&& q)
-        : detail::async_qp_core{&c.core(), &close_from_cancel}, qp_(std::move(q)) {}
+        : detail::async_qp_core{&c.core(), &close_from_cancel}, qp_(std::move(q)) {
+        ++cq->qps;
+    }
 
     async_qp(const async_qp&) = delete;
     async_qp& operator=(const async_qp&) = delete;
 
     /// Closes and drains the QP when operations are outstanding.
     ~async_qp() {
-        if (outstanding == 0) return;
-        close_from_cancel(*this);
-        const deadline until = deadline::after(std::chrono::seconds(5));
-        while (outstanding != 0 && !until.expired())
-            if (cq->drain(detail::completion_site::elsewhere) < 0) break;
+        if (outstanding != 0) {
+            close_from_cancel(*this);
+            const deadline until = deadline::after(std::chrono::seconds(5));
+            while (outstanding != 0 && !until.expired())
+                if (cq->drain(detail::completion_site::elsewhere) < 0) break;
+        }
+        --cq->qps;
     }
 
     /// The executor of the io_context that delivers the completions.

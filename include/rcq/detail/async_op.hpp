@@ -146,6 +146,7 @@ struct async_cq_core {
     kick_fn kick;
     void* driver; // the async_cq that kick() starts
     std::size_t outstanding = 0;
+    std::size_t qps = 0;  // async_qp objects using it
     bool driving = false; // a poll is posted or a wait is pending
     op_cache ops;         // memory of operations whose handlers have no allocator
 
