@@ -4,6 +4,7 @@
 #include "async_round_trip.hpp"
 
 #include <rcq/async.hpp>
+#include <rcq/poll/blocking.hpp>
 #include <rcq/poll/busy.hpp>
 #include <rcq/stub/provider.hpp>
 
@@ -468,6 +469,38 @@ TEST(AsyncStub, APollQueuedWhenTheCqIsDestroyedDoesNothing) {
     std::memset(storage, 0xff, sizeof storage); // a poll reaching the CQ now would crash
     io.run();
     EXPECT_EQ(calls, 1);
+}
+
+// The blocking driver's descriptor wait, pending when the CQ is destroyed
+// (the stub's completion channel is never signaled): the destructor's
+// release of the descriptor aborts the wait, whose handler then must not
+// write into the destroyed object.
+TEST(AsyncStub, AWaitPendingWhenTheCqIsDestroyedEndsWithoutTouchingIt) {
+    rcq::stub::provider stub;
+    stub.complete_posted(true);
+    stub.completions_per_poll(0);
+    rcq::stub::adopted_cq raw_cq{stub};
+    rcq::poll::blocking blocking{stub.context()};
+    asio::io_context io;
+    using async_cq = rcq::async_cq<rcq::poll::blocking>;
+    alignas(async_cq) unsigned char storage[sizeof(async_cq)];
+    auto* cq = ::new (storage) async_cq(io.get_executor(), blocking, raw_cq.get());
+    std::optional<rcq::async_qp<rcq::state::rts>> q(
+        std::in_place, *cq, rcq::qp<rcq::state::rts>::adopt_unchecked(stub.qp()));
+    int calls = 0;
+    q->async_send(rcq::local(stub.memory(), 0, 64),
+                  [&](boost::system::error_code, std::size_t) { ++calls; });
+    EXPECT_EQ(io.poll(), 0u) << "the driver waits on the descriptor, nothing is ready";
+    stub.completions_per_poll(16);
+    (void)std::move(*q).release();
+    q.reset(); // drains: the handler is queued
+    cq->~async_cq();
+    std::memset(storage, 0xff, sizeof storage);
+    io.run(); // the aborted wait, then the handler
+    EXPECT_EQ(calls, 1);
+    bool untouched = true;
+    for (unsigned char byte : storage) untouched = untouched && byte == 0xff;
+    EXPECT_TRUE(untouched) << "a handler wrote into the destroyed async_cq";
 }
 
 TEST(AsyncStub, WorkCompletionCategory) {
