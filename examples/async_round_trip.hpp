@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <stdexcept>
 #include <utility>
 
 namespace example {
@@ -39,11 +40,14 @@ public:
 
     /// Posts a receive into `in`, then the SEND of `out`, and resumes once
     /// both completed, with the receive's work completion; throws
-    /// boost::system::system_error when either failed. One round at a time.
+    /// boost::system::system_error when either failed. One round at a time:
+    /// a call while a round is in flight throws std::logic_error and posts
+    /// nothing.
     /// Terminal cancellation of the waiting coroutine closes the QP (a
     /// posted operation can only end by being flushed); the round then ends
     /// when both flush completions are polled, with operation_aborted.
     boost::asio::awaitable<ibv_wc> operator()(const ibv_sge& in, const ibv_sge& out) {
+        if (left_ != 0) throw std::logic_error("async_round_trip: a round is already in flight");
         left_ = 2;
         recv_ec_ = send_ec_ = {};
         q_.async_recv(in, on_recv{this});

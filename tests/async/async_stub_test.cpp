@@ -172,6 +172,29 @@ TEST(AsyncStub, ARoundTripHasItsReceiveAndSendInFlightTogether) {
     EXPECT_TRUE(got);
 }
 
+TEST(AsyncStub, ASecondRoundWhileOneIsInFlightIsRefused) {
+    stub_pair p;
+    p.stub.completions_per_poll(0);
+    example::async_round_trip both(*p.qp);
+    int first = 0, refused = 0;
+    auto round = [&]() -> asio::awaitable<void> {
+        try {
+            first += (co_await both(p.sge(), p.sge())).opcode == IBV_WC_RECV;
+        } catch (const std::logic_error&) {
+            ++refused;
+        }
+    };
+    asio::co_spawn(p.io, round(), asio::detached);
+    for (int i = 0; i < 10; ++i) p.io.poll_one();
+    asio::co_spawn(p.io, round(), asio::detached);
+    for (int i = 0; i < 10; ++i) p.io.poll_one();
+    EXPECT_EQ(refused, 1);
+    EXPECT_EQ(p.qp->outstanding_operations(), 2u) << "the refused round posted something";
+    p.stub.completions_per_poll(16);
+    p.io.run();
+    EXPECT_EQ(first, 1);
+}
+
 TEST(AsyncStub, ACancelledRoundTripClosesTheQpAndEndsWhenFlushed) {
     stub_pair p;
     p.stub.completions_per_poll(0);
