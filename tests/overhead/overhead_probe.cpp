@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
     using namespace rcq_overhead;
     const measured raw_async = measure<raw_send_dispatch>("raw/send_dispatch", n);
     // The callback is held to the goal, 1.5x (measured: 1.45x); the
-    // coroutine a little above what was measured (2.93x), so that a
+    // coroutine a little above what was measured (2.94x), so that a
     // regression fails. The coroutine's extra cost over the callback is
     // Asio's awaitable machinery (use_awaitable's initiation, the frame of
     // each co_await of an asynchronous operation, the resumption through the
