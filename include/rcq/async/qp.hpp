@@ -88,7 +88,8 @@ public:
     using state_type = State;
 
     /// Takes over `q`, whose completions go to `c`'s CQ (it was made with
-    /// c.completion_queue()); `c` must outlive this object.
+    /// c.completion_queue()); `c` must outlive this object (destroying it
+    /// first stops the program with a message naming the mistake).
     template <class Poll>
     async_qp(async_cq<Poll>& c, qp<State>&& q)
         : detail::async_qp_core{&c.core(), &close_from_cancel}, qp_(std::move(q)) {
