@@ -9,8 +9,10 @@
 # t_typical (median half round trip), median over the rounds.
 # Message rate: RDMA WRITE of 64 B, -n 20000: rcq_bw --async, rcq_bw,
 # ib_write_bw (-Q 1, each WRITE signaled, as the async path signals all).
-# perftest runs only when it is installed (apt-get install perftest); its
-# column then reads "-".
+# perftest runs when it is installed (apt-get install perftest) or unpacked
+# in a folder named by RCQ_PERFTEST_ROOT (`apt-get download perftest
+# libibumad3 libpci3`, then `dpkg-deb -x` of each into it; inside the build
+# folder, which the VM sees); otherwise its column reads "-".
 # On a host with an ACTIVE RDMA device the programs run right here;
 # otherwise inside one boot of the Soft-RoCE VM. Prints a Markdown table.
 set -euo pipefail
@@ -19,7 +21,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
 inner() {
-    local build=$1 work=$2 rounds=$3
+    local build=$1 work=$2 rounds=$3 perftest_root=${4:-}
+    if [[ -n $perftest_root ]]; then
+        export PATH=$perftest_root/usr/bin:$PATH
+        export LD_LIBRARY_PATH=$perftest_root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    fi
     local ip=${RCQ_IP:-127.0.0.1} dev=() port=22000
     [[ -n ${RCQ_DEVICE:-} ]] && dev+=(-d "$RCQ_DEVICE")
     [[ -n ${RCQ_GID_INDEX:-} ]] && dev+=(-x "$RCQ_GID_INDEX")
@@ -71,28 +77,47 @@ while (($#)); do
     esac
 done
 build=$(cd "$build" && pwd)
+perftest_root=${RCQ_PERFTEST_ROOT:+$(cd "$RCQ_PERFTEST_ROOT" && pwd)}
+if [[ -n $perftest_root && ! -x $perftest_root/usr/bin/ib_send_lat ]]; then
+    echo "async_compare: no perftest in $perftest_root" >&2
+    exit 1
+fi
 work=$build/async-compare
 rm -rf "$work"
 mkdir -p "$work"
 if ls /sys/class/infiniband/*/ports/*/state 2>/dev/null | xargs -r grep -qs ACTIVE; then
-    inner "$build" "$work" "$rounds"
+    inner "$build" "$work" "$rounds" "$perftest_root"
 else
     "$repo/tests/softroce/run" --share "$build" --share "$repo" -- \
-        bash "$repo/bench/async_compare.sh" --inner "$build" "$work" "$rounds"
+        bash "$repo/bench/async_compare.sh" --inner "$build" "$work" "$rounds" "$perftest_root"
 fi
 
-# t_typical: the 5th column of the row after perftest's header line; MsgRate:
-# the 4th of the bandwidth row (Mpps).
+# t_typical: the 5th column of the row after the header line (rcq_lat and
+# ib_send_lat alike); MsgRate (Mpps): the 4th column of rcq_bw's row, the
+# 5th of ib_write_bw's (which prints BW peak before BW average).
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
 lat() { for f in "$work"/r*_"$1"_lat_"$2".client; do
     [[ -e $f ]] || continue
     awk '/t_typical/ { getline; print $5; exit }' "$f"; done | median; }
 rate() { for f in "$work"/r*_"$1"_bw_64.client; do
     [[ -e $f ]] || continue
-    awk '/MsgRate/ { getline; print $4; exit }' "$f"; done | median; }
+    awk -v col="$([[ $1 == perftest ]] && echo 5 || echo 4)" \
+        '/MsgRate/ { getline; print $col; exit }' "$f"; done | median; }
 echo "| test | coroutine (rcq/async) | rcq synchronous | perftest |"
 echo "| --- | ---: | ---: | ---: |"
 for size in 2 4096; do
     echo "| SEND latency, t_typical, $size B | $(lat async $size) us | $(lat sync $size) us | $(lat perftest $size) us |"
 done
 echo "| WRITE message rate, 64 B, every WRITE signaled | $(rate async) Mpps | $(rate sync) Mpps | $(rate perftest) Mpps |"
+# Every round's figure, in round order, to show the spread behind the medians.
+echo
+echo "rounds, in order:"
+for tool in async sync perftest; do
+    for size in 2 4096; do
+        echo "  $tool lat $size B: $(for f in "$work"/r*_"${tool}"_lat_"$size".client; do
+            [[ -e $f ]] && awk '/t_typical/ { getline; printf "%s ", $5; exit }' "$f"; done)"
+    done
+    echo "  $tool rate 64 B: $(for f in "$work"/r*_"${tool}"_bw_64.client; do
+        [[ -e $f ]] && awk -v col="$([[ $tool == perftest ]] && echo 5 || echo 4)" \
+            '/MsgRate/ { getline; printf "%s ", $col; exit }' "$f"; done)"
+done

@@ -20,13 +20,12 @@
 // short. --cm connects through the RDMA CM (rcq::handshake::rdma_cm, -p is
 // then the RDMA CM port) instead of TCP. The client prints how long setting
 // up the connection took (its constructor: device, memory, CQ, QP, handshake).
+#include "async_round_trip.hpp"
 #include "perf_common.hpp"
 
 #include <rcq/async.hpp>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <exception>
@@ -174,16 +173,16 @@ private:
 
 /// The SEND ping-pong with coroutines: the client sends first; each side
 /// keeps one receive posted for the peer's next message, posting it with
-/// its own SEND in one parallel group.
+/// its own SEND and awaiting both (examples/async_round_trip.hpp, which
+/// allocates nothing per round, unlike Asio's parallel group).
 template <class Connection>
 std::pair<std::vector<std::uint64_t>, double> async_ping_pong(Connection& conn, const options& o) {
     namespace asio = boost::asio;
-    using asio::experimental::make_parallel_group;
-    using asio::experimental::wait_for_all;
     using poll_type = typename Connection::poll_type;
     asio::io_context io(1);
     rcq::async_cq<poll_type> cq(io.get_executor(), conn.poll_policy(), conn.completion_queue());
     rcq::async_qp<rcq::state::rts> q(cq, std::move(conn.queue_pair()));
+    example::async_round_trip both(q); // outlives the operations it starts
     const auto size = static_cast<std::uint32_t>(o.size);
     const ibv_sge out = rcq::local(conn.buffer_policy(), 0, size);
     const ibv_sge in = rcq::local(conn.buffer_policy(), incoming_offset, size);
@@ -199,12 +198,7 @@ std::pair<std::vector<std::uint64_t>, double> async_ping_pong(Connection& conn, 
                 (void)co_await q.async_send(out, asio::use_awaitable);
                 break;
             }
-            auto [order, recv_ec, wc, send_ec, sent] =
-                co_await make_parallel_group(q.async_recv(in, asio::deferred),
-                                             q.async_send(out, asio::deferred))
-                    .async_wait(wait_for_all(), asio::use_awaitable);
-            if (send_ec) throw boost::system::system_error(send_ec, "the SEND");
-            if (recv_ec) throw boost::system::system_error(recv_ec, "the peer's SEND");
+            (void)co_await both(in, out);
         }
     };
     std::exception_ptr failure;

@@ -14,15 +14,16 @@
 //
 // A receive must be posted before the peer's SEND arrives (otherwise the
 // peer is turned away, receiver not ready, and retries later), so each side
-// posts its next receive together with its SEND, in one parallel group.
+// posts its next receive together with its SEND and awaits both
+// (async_round_trip.hpp: unlike Asio's parallel group, it allocates nothing
+// once running).
+#include "async_round_trip.hpp"
 #include "example_options.hpp"
 
 #include <rcq/async.hpp>
 #include <rcq/rcq.hpp>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -37,8 +38,6 @@
 namespace {
 
 namespace asio = boost::asio;
-using asio::experimental::make_parallel_group;
-using asio::experimental::wait_for_all;
 using rts_qp = rcq::async_qp<rcq::state::rts>;
 
 constexpr std::size_t in_at = 0;                    // where messages arrive
@@ -46,7 +45,8 @@ constexpr std::size_t out_at = example::max_message; // what leaves
 
 // Echoes `count` messages: receives one, then sends it back from a copy while
 // the receive for the next one is already posted.
-asio::awaitable<void> echo(rts_qp& q, ibv_sge in, ibv_sge out, int count) {
+asio::awaitable<void> echo(rts_qp& q, example::async_round_trip& both, ibv_sge in, ibv_sge out,
+                           int count) {
     ibv_wc wc = co_await q.async_recv(in, asio::use_awaitable);
     for (int i = 0; i < count; ++i) {
         std::memcpy(reinterpret_cast<void*>(out.addr), reinterpret_cast<const void*>(in.addr),
@@ -57,28 +57,17 @@ asio::awaitable<void> echo(rts_qp& q, ibv_sge in, ibv_sge out, int count) {
             co_await q.async_send(reply, asio::use_awaitable);
             break;
         }
-        auto [order, recv_ec, next, send_ec, sent] =
-            co_await make_parallel_group(q.async_recv(in, asio::deferred),
-                                         q.async_send(reply, asio::deferred))
-                .async_wait(wait_for_all(), asio::use_awaitable);
-        if (recv_ec) throw boost::system::system_error(recv_ec, "receiving");
-        if (send_ec) throw boost::system::system_error(send_ec, "echoing");
-        wc = next;
+        wc = co_await both(in, reply); // the next message, and the echo sent
     }
 }
 
 // Sends `count` messages and checks each echo.
-asio::awaitable<void> ask(rts_qp& q, std::span<std::byte> memory, const rcq::mr& region,
-                          std::uint32_t size, int count) {
+asio::awaitable<void> ask(example::async_round_trip& both, std::span<std::byte> memory,
+                          const rcq::mr& region, std::uint32_t size, int count) {
     const ibv_sge out = rcq::local(region, out_at, size), in = rcq::local(region, in_at, size);
     for (int i = 0; i < count; ++i) {
         example::fill_message(memory.subspan(out_at, size), "echo me", static_cast<std::uint8_t>(i));
-        auto [order, recv_ec, wc, send_ec, sent] =
-            co_await make_parallel_group(q.async_recv(in, asio::deferred),
-                                         q.async_send(out, asio::deferred))
-                .async_wait(wait_for_all(), asio::use_awaitable);
-        if (send_ec) throw boost::system::system_error(send_ec, "sending");
-        if (recv_ec) throw boost::system::system_error(recv_ec, "receiving the echo");
+        const ibv_wc wc = co_await both(in, out);
         if (wc.byte_len != size)
             rcq::throw_invalid("echo " + std::to_string(i) + " has " + std::to_string(wc.byte_len) +
                                " bytes instead of " + std::to_string(size));
@@ -101,6 +90,7 @@ int run_role(const example::options& opt, bool is_client, int count, auto say) {
     asio::io_context io(1);
     rcq::async_cq<Poll> cq(io.get_executor(), conn.poll_policy(), conn.completion_queue());
     rts_qp q(cq, std::move(conn.queue_pair()));
+    example::async_round_trip both(q); // outlives the operations it starts
     const auto size = static_cast<std::uint32_t>(opt.size);
     const rcq::mr& region = conn.buffer_policy().region();
 
@@ -109,9 +99,11 @@ int run_role(const example::options& opt, bool is_client, int count, auto say) {
     if (is_client) {
         // The server's first receive is posted before its go-ahead.
         conn.ready();
-        asio::co_spawn(io, ask(q, conn.buffer(), region, size, count), done);
+        asio::co_spawn(io, ask(both, conn.buffer(), region, size, count), done);
     } else {
-        asio::co_spawn(io, echo(q, rcq::local(region, in_at, size), rcq::local(region, out_at, size), count),
+        asio::co_spawn(io,
+                       echo(q, both, rcq::local(region, in_at, size), rcq::local(region, out_at, size),
+                            count),
                        done);
         // Runs the coroutine up to its first receive, posted before the go-ahead.
         while (cq.outstanding() == 0 && io.run_one() != 0) {

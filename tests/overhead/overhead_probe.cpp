@@ -168,13 +168,15 @@ int main(int argc, char** argv) {
 
     using namespace rcq_overhead;
     const measured raw_async = measure<raw_send_dispatch>("raw/send_dispatch", n);
-    // Limits a little above what was measured (3.6x and 1.9x), so that a
-    // regression fails; the goal was 1.5x. The coroutine's extra cost over
-    // the callback is Asio's awaitable machinery (a frame per co_await of an
-    // asynchronous operation, the resumption through the awaitable thread).
+    // The callback is held to the goal, 1.5x (measured: 1.45x); the
+    // coroutine a little above what was measured (2.94x), so that a
+    // regression fails. The coroutine's extra cost over the callback is
+    // Asio's awaitable machinery (use_awaitable's initiation, the frame of
+    // each co_await of an asynchronous operation, the resumption through the
+    // awaitable thread, the any_io_executor the handler carries).
     ratio<rcq_send_awaited>("async_send_await", "raw/send_dispatch", "rcq/async_send_await", n,
-                            raw_async, "4.0");
+                            raw_async, "3.0");
     ratio<rcq_send_callback>("async_send_cb", "raw/send_dispatch", "rcq/async_send_callback", n,
-                             raw_async, "2.0");
+                             raw_async, "1.5");
     return failures == 0 ? 0 : 1;
 }

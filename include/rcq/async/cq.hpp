@@ -5,6 +5,7 @@
 #include <rcq/cq.hpp>
 #include <rcq/detail/asio_version.hpp>
 #include <rcq/detail/async_op.hpp>
+#include <rcq/detail/misuse.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -15,8 +16,10 @@
 
 #include <concepts>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 namespace rcq {
 
@@ -67,7 +70,13 @@ constexpr unsigned async_spins() noexcept {
 /// work request posted on its QPs by other means (its wr_id is not an
 /// operation's) is a bug. Not thread safe: run the io_context on one thread
 /// (or call everything from one strand's thread). Neither copyable nor
-/// movable: operations refer to it. Destroy it after the QPs using it.
+/// movable: operations refer to it.
+///
+/// Lifetime: destroy it after the async_qp objects using it (its destructor
+/// stops the program with a message naming the mistake when one is still
+/// there) and before the io_context, as any Asio I/O object. It may be
+/// destroyed while the io_context still holds the poll or wait it queued:
+/// that handler then finds it gone and does nothing.
 template <async_poll_policy Poll>
 class async_cq {
 public:
@@ -92,12 +101,22 @@ public:
     async_cq(const async_cq&) = delete;
     async_cq& operator=(const async_cq&) = delete;
 
-    /// Gives the descriptor back to the poll policy, which owns it.
-    /// Precondition: no operation is outstanding (async_qp's destructor
-    /// drains its own) and no handler of this object is still queued in the
-    /// io_context (run the io_context until it returns, then destroy).
+    /// Gives the descriptor back to the poll policy, which owns it, and
+    /// leaves a poll or wait still queued in the io_context with nothing to
+    /// do. Stops the program (rcq::detail::misuse) when an async_qp still
+    /// uses this CQ: its operations and its destructor's drain would reach
+    /// a destroyed object.
     ~async_cq() {
-        if (descriptor_) (void)descriptor_->release();
+        if (core_.qps != 0)
+            detail::misuse("rcq::async_cq destroyed while an async_qp still uses it: destroy the "
+                           "async_qp objects first");
+        if (descriptor_) (void)descriptor_->release(); // a pending wait ends, aborted
+        if (core_.driving) {
+            // A queued handler holds the anchor: it frees it when it runs or
+            // when the io_context destroys it.
+            anchor_->cq = nullptr;
+            (void)anchor_.release();
+        }
     }
 
     /// The executor of the io_context that delivers the completions.
@@ -112,7 +131,9 @@ public:
     /// Hands one work completion of an asynchronous operation to it, for a
     /// program that polls the CQ itself (e.g. a router of a CQ shared with
     /// synchronous QPs): the handler runs as if this object had found it.
-    static void deliver(const ibv_wc& wc) noexcept { detail::deliver(wc); }
+    static void deliver(const ibv_wc& wc) noexcept {
+        detail::deliver(wc, detail::completion_site::elsewhere);
+    }
 
 private:
     template <class>
@@ -132,16 +153,59 @@ private:
             return std::nullopt;
     }
 
+    // What a queued poll or wait reaches this object through. Allocated
+    // once; when this object is destroyed while one is queued, it outlives
+    // it with cq == nullptr, and the handler frees it.
+    struct anchor {
+        async_cq* cq;
+    };
+
+    // The hold of a queued handler (while core_.driving) on the anchor:
+    // move-only, since Asio moves handlers; one that is destroyed without
+    // being invoked (the io_context is destroyed first) lets go as well.
+    class anchor_hold {
+    public:
+        explicit anchor_hold(anchor* a) noexcept : a_(a) {}
+        anchor_hold(anchor_hold&& other) noexcept : a_(std::exchange(other.a_, nullptr)) {}
+        anchor_hold& operator=(anchor_hold&&) = delete;
+        ~anchor_hold() {
+            if (a_ == nullptr) return;
+            if (a_->cq != nullptr)
+                a_->cq->core_.driving = false; // nothing is queued any more
+            else
+                delete a_;
+        }
+        // The CQ, still driving, or nullptr when it was destroyed meanwhile.
+        async_cq* take() noexcept {
+            anchor* a = std::exchange(a_, nullptr);
+            if (a->cq != nullptr) [[likely]]
+                return a->cq;
+            delete a;
+            return nullptr;
+        }
+
+    private:
+        anchor* a_;
+    };
+
     // A posted handler: one poll of the CQ.
     struct poll_step {
-        async_cq* cq;
-        void operator()() const noexcept { cq->on_poll(); }
+        anchor_hold hold;
+        void operator()() noexcept {
+            if (async_cq* cq = hold.take()) cq->on_poll();
+        }
     };
     // The descriptor's readiness.
     struct wake {
-        async_cq* cq;
-        void operator()(const boost::system::error_code& ec) const noexcept { cq->on_wake(ec); }
+        anchor_hold hold;
+        void operator()(const boost::system::error_code& ec) noexcept {
+            if (async_cq* cq = hold.take()) cq->on_wake(ec);
+        }
     };
+
+    void post_poll() noexcept {
+        boost::asio::post(core_.executor, poll_step{anchor_hold(anchor_.get())});
+    }
 
     static void kick(detail::async_cq_core& core) noexcept {
         static_cast<async_cq*>(core.driver)->start();
@@ -150,7 +214,7 @@ private:
     void start() noexcept {
         empty_polls_ = 0;
         if constexpr (!evented || spins > 0)
-            boost::asio::post(core_.executor, poll_step{this});
+            post_poll();
         else
             arm_and_wait();
     }
@@ -166,7 +230,7 @@ private:
     void on_poll() noexcept {
         int n = 0;
         for (int round = 0; round < inline_polls; ++round) {
-            n = core_.drain();
+            n = core_.drain(detail::completion_site::driver);
             if (idle()) return;
             if (n <= 0) break;
         }
@@ -178,17 +242,17 @@ private:
                 return;
             }
         }
-        boost::asio::post(core_.executor, poll_step{this});
+        post_poll();
     }
 
     void arm_and_wait() noexcept {
         if constexpr (evented) {
             for (;;) {
                 (void)ibv_req_notify_cq(core_.cq, 0);
-                if (core_.drain() == 0) break; // armed with nothing left behind
+                if (core_.drain(detail::completion_site::driver) == 0) break; // armed with nothing left behind
                 if (idle()) return;
             }
-            descriptor_->async_wait(descriptor::wait_read, wake{this});
+            descriptor_->async_wait(descriptor::wait_read, wake{anchor_hold(anchor_.get())});
         }
     }
 
@@ -204,11 +268,11 @@ private:
             void* context = nullptr;
             while (ibv_get_cq_event(poll_->channel(), &event_cq, &context) == 0)
                 ibv_ack_cq_events(event_cq, 1);
-            (void)core_.drain();
+            (void)core_.drain(detail::completion_site::driver);
             if (idle()) return;
             if constexpr (spins > 0) {
                 empty_polls_ = 0;
-                boost::asio::post(core_.executor, poll_step{this});
+                post_poll();
             } else {
                 arm_and_wait();
             }
@@ -221,6 +285,7 @@ private:
     const cq* cq_;
     detail::async_cq_core core_;
     std::optional<descriptor> descriptor_;
+    std::unique_ptr<anchor> anchor_ = std::make_unique<anchor>(anchor{this});
     unsigned empty_polls_ = 0;
 };
 

@@ -66,9 +66,11 @@ namespace rcq {
 ///
 /// No allocation of its own per operation: an operation's state (the
 /// handler, the outstanding-work tracking) is allocated with the handler's
-/// associated allocator, Asio's recycling allocator when it has none, which
-/// reuses the same blocks in steady state. The handler is invoked through
-/// its associated executor, as Asio's own operations do.
+/// associated allocator; when it has none, from the async_cq's cache of
+/// finished operations' blocks (one free list per 64-byte size class up to
+/// 512 bytes, operator new beyond), which reuses the same blocks in steady
+/// state. The handler is invoked through its associated executor, as Asio's
+/// own operations do.
 ///
 /// Not thread safe (as async_cq). Neither copyable nor movable: operations
 /// point to it. The destructor closes the QP and drains it when operations
@@ -86,21 +88,26 @@ public:
     using state_type = State;
 
     /// Takes over `q`, whose completions go to `c`'s CQ (it was made with
-    /// c.completion_queue()); `c` must outlive this object.
+    /// c.completion_queue()); `c` must outlive this object (destroying it
+    /// first stops the program with a message naming the mistake).
     template <class Poll>
     async_qp(async_cq<Poll>& c, qp<State>&& q)
-        : detail::async_qp_core{&c.core(), &close_from_cancel}, qp_(std::move(q)) {}
+        : detail::async_qp_core{&c.core(), &close_from_cancel}, qp_(std::move(q)) {
+        ++cq->qps;
+    }
 
     async_qp(const async_qp&) = delete;
     async_qp& operator=(const async_qp&) = delete;
 
     /// Closes and drains the QP when operations are outstanding.
     ~async_qp() {
-        if (outstanding == 0) return;
-        close_from_cancel(*this);
-        const deadline until = deadline::after(std::chrono::seconds(5));
-        while (outstanding != 0 && !until.expired())
-            if (cq->drain() < 0) break;
+        if (outstanding != 0) {
+            close_from_cancel(*this);
+            const deadline until = deadline::after(std::chrono::seconds(5));
+            while (outstanding != 0 && !until.expired())
+                if (cq->drain(detail::completion_site::elsewhere) < 0) break;
+        }
+        --cq->qps;
     }
 
     /// The executor of the io_context that delivers the completions.
@@ -278,17 +285,17 @@ private:
                                            void(boost::system::error_code, typename Result::type)>(
             [this, aux](auto handler, Post post) {
                 using handler_type = decltype(handler);
-                auto* op = detail::async_op_impl<Result, handler_type>::make(
-                    std::move(handler), this, aux, cq->executor);
-                const ibv_wc none{};
+                auto* op = detail::async_op_impl<Result, handler_type>::make(std::move(handler),
+                                                                            this, aux);
                 if (closed) [[unlikely]] {
-                    op->complete(op, none, boost::asio::error::operation_aborted, true);
+                    op->complete(op, ibv_wc{}, boost::asio::error::operation_aborted,
+                                 detail::completion_site::initiation);
                     return;
                 }
                 if (const int rc = post(op->wr_id()); rc != 0) [[unlikely]] {
-                    op->complete(op, none,
+                    op->complete(op, ibv_wc{},
                                  boost::system::error_code(rc, boost::system::generic_category()),
-                                 true);
+                                 detail::completion_site::initiation);
                     return;
                 }
                 op->watch_cancellation();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <rcq/async/error.hpp>
+#include <rcq/config.hpp>
 #include <rcq/detail/asio_version.hpp>
 
 #include <boost/asio/append.hpp>
@@ -16,7 +17,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
-#include <boost/asio/recycling_allocator.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <infiniband/verbs.h>
@@ -37,6 +37,100 @@ using async_executor = boost::asio::io_context::executor_type;
 
 struct async_qp_core;
 
+/// Memory for the operations whose handlers name no allocator of their own:
+/// a finished operation's block goes on a free list of its size class
+/// (64-byte steps up to 512 bytes), and the next operation of that class
+/// takes it, so steady state allocates nothing and needs no thread-local
+/// lookup (Asio's recycling allocator needs two per operation). Bigger or
+/// over-aligned operations use operator new. Single-threaded, as the CQ core
+/// that owns it; the blocks go back to the heap with it.
+class op_cache {
+public:
+    static constexpr std::size_t granule = 64;
+    static constexpr std::size_t classes = 8;
+
+    /// Whether blocks of `size` bytes aligned to `align` come from the cache.
+    static constexpr bool holds(std::size_t size, std::size_t align) noexcept {
+        return size != 0 && size <= granule * classes &&
+               align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+    }
+
+    op_cache() = default;
+    op_cache(const op_cache&) = delete;
+    op_cache& operator=(const op_cache&) = delete;
+    ~op_cache() {
+        for (block*& head : free_)
+            while (head != nullptr) ::operator delete(std::exchange(head, head->next));
+    }
+
+    /// Precondition: holds(size, alignment).
+    void* allocate(std::size_t size) {
+        block*& head = free_[(size - 1) / granule];
+        if (block* b = head) [[likely]] {
+            head = b->next;
+            return b;
+        }
+        return ::operator new(((size - 1) / granule + 1) * granule);
+    }
+    void deallocate(void* p, std::size_t size) noexcept {
+        block*& head = free_[(size - 1) / granule];
+        head = ::new (p) block{head};
+    }
+
+private:
+    struct block {
+        block* next;
+    };
+    block* free_[classes] = {};
+};
+
+/// The allocator of an operation whose handler has none: the CQ's op_cache.
+template <class T>
+class op_allocator {
+public:
+    using value_type = T;
+
+    explicit op_allocator(op_cache& c) noexcept : cache_(&c) {}
+    template <class U>
+    op_allocator(const op_allocator<U>& other) noexcept : cache_(other.cache_) {}
+
+    T* allocate(std::size_t n) {
+        if (op_cache::holds(n * sizeof(T), alignof(T))) [[likely]]
+            return static_cast<T*>(cache_->allocate(n * sizeof(T)));
+        return std::allocator<T>().allocate(n);
+    }
+    void deallocate(T* p, std::size_t n) noexcept {
+        if (op_cache::holds(n * sizeof(T), alignof(T))) [[likely]]
+            cache_->deallocate(p, n * sizeof(T));
+        else
+            std::allocator<T>().deallocate(p, n);
+    }
+
+    template <class U>
+    bool operator==(const op_allocator<U>& other) const noexcept {
+        return cache_ == other.cache_;
+    }
+
+private:
+    template <class>
+    friend class op_allocator;
+    op_cache* cache_;
+};
+
+/// Where a completion is handed to its operation, which decides how its
+/// handler may be invoked.
+enum class completion_site : unsigned char {
+    /// By the CQ's driver, a handler of the io_context's running on its
+    /// thread: a handler whose executor is that io_context's runs there and
+    /// then.
+    driver,
+    /// Anywhere else (async_cq::deliver, a destructor's drain): the handler
+    /// runs there and then only if this thread is running the io_context.
+    elsewhere,
+    /// Inside the operation's initiating function: the handler is posted.
+    initiation,
+};
+
 /// What a CQ driver needs to know of the operations it completes: how many
 /// are outstanding (the driver runs while any is) and how to start driving.
 /// Single-threaded: touched only from the io_context's thread.
@@ -52,7 +146,9 @@ struct async_cq_core {
     kick_fn kick;
     void* driver; // the async_cq that kick() starts
     std::size_t outstanding = 0;
+    std::size_t qps = 0;  // async_qp objects using it
     bool driving = false; // a poll is posted or a wait is pending
+    op_cache ops;         // memory of operations whose handlers have no allocator
 
     // An operation was posted.
     void started() noexcept {
@@ -65,7 +161,7 @@ struct async_cq_core {
 
     // Polls the CQ dry, completing each operation found. Returns how many
     // completions were taken, or a negative value when polling failed.
-    int drain() noexcept;
+    inline int drain(completion_site site) noexcept;
 };
 
 /// One operation in flight: its work request's wr_id is this object's
@@ -73,10 +169,9 @@ struct async_cq_core {
 /// shared CQ it belongs to.
 struct async_op {
     /// Completes the operation: frees it, then invokes its handler with `ec`
-    /// and the result taken from `wc`; `deferred` posts the handler instead
-    /// of dispatching it (for an operation that ends inside its initiation).
+    /// and the result taken from `wc`, as `site` allows.
     using complete_fn = void (*)(async_op*, const ibv_wc&, const boost::system::error_code&,
-                                 bool deferred);
+                                 completion_site site);
 
     complete_fn complete;
     async_qp_core* owner;
@@ -101,7 +196,7 @@ struct async_qp_core {
 };
 
 /// Hands one work completion of an asynchronous operation to it.
-inline void deliver(const ibv_wc& wc) noexcept {
+RCQ_ALWAYS_INLINE void deliver(const ibv_wc& wc, completion_site site) noexcept {
     async_op* op = async_op::of(wc.wr_id);
     async_qp_core& qp = *op->owner;
     --qp.outstanding;
@@ -113,17 +208,19 @@ inline void deliver(const ibv_wc& wc) noexcept {
         else
             ec = make_wc_error(wc.status);
     }
-    op->complete(op, wc, ec, false);
+    op->complete(op, wc, ec, site);
 }
 
-inline int async_cq_core::drain() noexcept {
+// Inlined into each caller: the driver's loop then keeps its frame across
+// its polls instead of building one per poll.
+RCQ_ALWAYS_INLINE int async_cq_core::drain(completion_site site) noexcept {
     constexpr int batch = 16;
     ibv_wc wcs[batch];
     int total = 0;
     for (;;) {
         const int n = ibv_poll_cq(cq, batch, wcs);
         if (n < 0) [[unlikely]] return n;
-        for (int i = 0; i < n; ++i) deliver(wcs[i]);
+        for (int i = 0; i < n; ++i) deliver(wcs[i], site);
         total += n;
         if (n < batch) return total;
     }
@@ -163,11 +260,10 @@ struct async_cancel {
     }
 };
 
-/// The handler's allocator, Asio's recycling allocator when it has none, so
-/// that steady state allocates nothing.
+/// The handler's allocator, the CQ's op_cache when it has none, so that
+/// steady state allocates nothing.
 template <class Handler>
-using async_handler_allocator =
-    boost::asio::associated_allocator_t<Handler, boost::asio::recycling_allocator<void>>;
+using async_handler_allocator = boost::asio::associated_allocator_t<Handler, op_allocator<void>>;
 
 /// Whether `ex` is the io_context executor `io` (directly, or inside a
 /// type-erased executor such as any_io_executor, which coroutines use).
@@ -202,12 +298,11 @@ class async_op_impl : public async_op {
 
 public:
     /// A new operation owning `handler`.
-    static async_op_impl* make(Handler&& handler, async_qp_core* owner, std::uint64_t aux,
-                               const async_executor& io) {
-        allocator_type alloc(boost::asio::get_associated_allocator(
-            handler, boost::asio::recycling_allocator<void>()));
+    static async_op_impl* make(Handler&& handler, async_qp_core* owner, std::uint64_t aux) {
+        allocator_type alloc(
+            boost::asio::get_associated_allocator(handler, op_allocator<void>(owner->cq->ops)));
         void* memory = std::allocator_traits<allocator_type>::allocate(alloc, 1);
-        return ::new (memory) async_op_impl(std::move(handler), owner, aux, io);
+        return ::new (memory) async_op_impl(std::move(handler), owner, aux);
     }
 
     /// Connects the handler's cancellation slot, if it has one.
@@ -217,42 +312,60 @@ public:
     }
 
 private:
-    async_op_impl(Handler&& handler, async_qp_core* owner, std::uint64_t aux,
-                  const async_executor& io)
-        : async_op{&finish, owner, aux}, handler_(std::move(handler)), io_(io) {
+    async_op_impl(Handler&& handler, async_qp_core* owner, std::uint64_t aux)
+        : async_op{&finish, owner, aux}, handler_(std::move(handler)) {
+        const async_executor& io = owner->cq->executor;
         const handler_executor ex = boost::asio::get_associated_executor(handler_, io);
-        if (!is_io_executor(ex, io))
+        if (!is_io_executor(ex, io)) [[unlikely]]
             work_.emplace(boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked));
     }
 
-    // The memory goes back to the allocator before the handler runs, so the
-    // handler may start the next operation in the same block.
-    static void finish(async_op* base, const ibv_wc& wc, const boost::system::error_code& ec,
-                       bool deferred) {
-        auto* self = static_cast<async_op_impl*>(base);
-        const typename Result::type result = Result::get(wc, self->aux);
-        Handler handler(std::move(self->handler_));
-        std::optional<work_type> work(std::move(self->work_));
-        const async_executor io = self->io_;
-        auto slot = boost::asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) slot.clear();
-        allocator_type alloc(boost::asio::get_associated_allocator(
-            handler, boost::asio::recycling_allocator<void>()));
+    // Destroys the operation and gives its memory back, before the handler
+    // runs, so that the handler may start the next operation in the same
+    // block.
+    static void release(async_op_impl* self, allocator_type& alloc) noexcept {
         self->~async_op_impl();
         std::allocator_traits<allocator_type>::deallocate(alloc, self, 1);
-        if (!work && !deferred && io.running_in_this_thread()) [[likely]] {
+    }
+
+    static void finish(async_op* base, const ibv_wc& wc, const boost::system::error_code& ec,
+                       completion_site site) {
+        auto* self = static_cast<async_op_impl*>(base);
+        async_cq_core& cq = *self->owner->cq;
+        const typename Result::type result = Result::get(wc, self->aux);
+        Handler handler(std::move(self->handler_));
+        auto slot = boost::asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) slot.clear();
+        allocator_type alloc(
+            boost::asio::get_associated_allocator(handler, op_allocator<void>(cq.ops)));
+        if (self->work_) [[unlikely]] {
+            // Another executor: the work counted since initiation ends once
+            // the handler is dispatched or posted to it.
+            const work_type work(std::move(*self->work_));
+            release(self, alloc);
+            const handler_executor ex = boost::asio::get_associated_executor(handler, cq.executor);
+            if (site == completion_site::initiation)
+                boost::asio::post(ex, boost::asio::append(std::move(handler), ec, result));
+            else
+                boost::asio::dispatch(ex, boost::asio::append(std::move(handler), ec, result));
+            return;
+        }
+        release(self, alloc);
+        // The handler's executor is the io_context's own.
+        if (site == completion_site::driver ||
+            (site == completion_site::elsewhere && cq.executor.running_in_this_thread()))
+            [[likely]] {
             std::move(handler)(ec, result);
-        } else if (deferred) {
-            const handler_executor ex = boost::asio::get_associated_executor(handler, io);
+        } else if (site == completion_site::initiation) {
+            const handler_executor ex = boost::asio::get_associated_executor(handler, cq.executor);
             boost::asio::post(ex, boost::asio::append(std::move(handler), ec, result));
         } else {
-            const handler_executor ex = boost::asio::get_associated_executor(handler, io);
+            const handler_executor ex = boost::asio::get_associated_executor(handler, cq.executor);
             boost::asio::dispatch(ex, boost::asio::append(std::move(handler), ec, result));
         }
     }
 
     Handler handler_;
-    async_executor io_;
     std::optional<work_type> work_;
 };
 
