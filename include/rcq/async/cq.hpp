@@ -98,6 +98,11 @@ public:
     async_cq(const executor_type& ex, Poll& policy, const cq& c)
         : poll_(&policy), cq_(&c), core_(ex, c.get(), &kick, this), descriptor_(make_descriptor(ex)) {}
 
+    /// Not a temporary CQ (`policy.make_cq(ctx, n)` passed straight in): it
+    /// would be destroyed at the end of the statement while this object
+    /// drives it. Name the CQ in a variable that outlives this object.
+    async_cq(const executor_type& ex, Poll& policy, cq&& c) = delete;
+
     async_cq(const async_cq&) = delete;
     async_cq& operator=(const async_cq&) = delete;
 
