@@ -163,9 +163,11 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ------------------------------------------------------------- report -----
 mkdir -p "$out"
+# Every client's output, for the record, less perftest's two lines per QP of
+# addresses (256 lines a run with 64 QPs).
 for f in "$work"/raw/*.client; do
     echo "==== $(basename "$f" .client)"
-    cat "$f"
+    grep -v -E '^ (local|remote) address: LID |^ GID: ' "$f"
     if [[ -s ${f%.client}.server ]] && grep -v 'client=0 server=0' "$work/status" | grep -q "^$(basename "$f" .client) "; then
         echo "---- its server"
         cat "${f%.client}.server"
