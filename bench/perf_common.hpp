@@ -91,7 +91,9 @@ struct options {
     std::size_t cq_mod = 1;
     std::size_t post_list = 1;
     std::uint32_t inline_size = 0;
-    std::string op = "send"; // rcq_lat: send, write or async (SEND awaited by a coroutine)
+    std::string op = "send"; // rcq_lat: send, write or async (SEND awaited by a coroutine);
+                             // rcq_bw: write (the default there), or send with -q
+    std::uint32_t qps = 0;   // rcq_bw -q: QPs on one rcq::resources (0: one rcq::connection)
     bool check = false;      // rcq_bw --check: verify the bytes that arrived
     bool async = false;      // rcq_bw --async: WRITEs awaited by coroutines (rcq/async)
     std::chrono::seconds timeout{60};
@@ -122,7 +124,8 @@ std::string list(const std::array<std::size_t, N>& values) {
     return s;
 }
 
-/// Parses argv over `defaults`. `with_op` accepts --op (rcq_lat), `with_post_list` -l (rcq_bw).
+/// Parses argv over `defaults`. `with_op` accepts --op and --cm (rcq_lat),
+/// `with_post_list` -l, -q, --op, --check and --async (rcq_bw).
 inline options parse(int argc, char** argv, options o, bool with_op, bool with_post_list) {
     o.program = argv[0];
     for (int i = 1; i < argc; ++i) {
@@ -144,8 +147,9 @@ inline options parse(int argc, char** argv, options o, bool with_op, bool with_p
         else if (with_post_list && arg == "--async") o.async = true;
         else if (with_post_list && arg == "-l")
             o.post_list = number<std::size_t>(value(), 1, sq_depth, "post list");
+        else if (with_post_list && arg == "-q") o.qps = number<std::uint32_t>(value(), 1, 256, "QPs");
         else if (with_op && arg == "--cm") o.cm = true;
-        else if (with_op && arg == "--op") {
+        else if ((with_op || with_post_list) && arg == "--op") {
             o.op = value();
             if (o.op != "send" && o.op != "write" && o.op != "async")
                 throw usage_error("--op is send, write or async");
