@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Compile time of a program written with rcq against the same program written
-# with raw verbs: bench/compile_time/rcq_server.cpp (includes <rcq/rcq.hpp>,
-# instantiates a full rcq::connection and the server flow) and
-# bench/compile_time/raw_server.cpp. Each is compiled to an object file three
-# times; the best wall time counts.
+# with raw verbs: bench/compile_time/rcq_server.cpp (a full rcq::connection
+# and the server flow, including the two rcq headers it uses) and
+# bench/compile_time/raw_server.cpp. The rcq server is compiled four ways:
+# header-only and with RCQ_SEPARATE_COMPILATION, each as it is and with the
+# umbrella <rcq/rcq.hpp> forced in first (-include, the form the server had
+# before it included only what it uses). In separate-compilation mode the
+# program has one more source file, examples/rcq_src.cpp (which includes
+# <rcq/impl/src.hpp>), compiled once; its cost is given too. Each translation unit is compiled to an object file
+# three times; the best wall time and the best user CPU time count (user CPU
+# is the steadier figure on a shared machine).
 #
 #   bench/compile_time.sh [--out FILE]
 #
 # CXX (default c++) and CXXFLAGS (default -std=c++20 -O2) are taken from the
-# environment. Prints both figures and writes them into FILE (default
+# environment. Prints the figures and writes them into FILE (default
 # bench/results/latest.md), replacing an earlier compile-time section there.
 set -euo pipefail
 
@@ -21,42 +27,66 @@ read -ra flags <<<"${CXXFLAGS:--std=c++20 -O2}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# best_of_3 SOURCE: the shortest of three wall times, in seconds.
+# best_of_3 SOURCE [EXTRA FLAGS...]: "WALL USER", the shortest of three wall
+# times and of three user CPU times, in seconds. GNU time writes both.
 best_of_3() {
-    local best= i start end t
+    local src=$1 best_wall= best_user= i wall user
+    shift
     for i in 1 2 3; do
-        start=$(date +%s.%N)
-        timeout 600 "$cxx" "${flags[@]}" -I"$repo/include" -c "$1" -o "$tmp/out.o"
-        end=$(date +%s.%N)
-        t=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
-        if [[ -z $best ]] || awk -v t="$t" -v b="$best" 'BEGIN { exit !(t < b) }'; then best=$t; fi
+        /usr/bin/time -f '%e %U' -o "$tmp/time" \
+            timeout 600 "$cxx" "${flags[@]}" "$@" -I"$repo/include" -c "$src" -o "$tmp/out.o"
+        read -r wall user <"$tmp/time"
+        if [[ -z $best_wall ]] || awk -v t="$wall" -v b="$best_wall" 'BEGIN { exit !(t < b) }'; then
+            best_wall=$wall
+        fi
+        if [[ -z $best_user ]] || awk -v t="$user" -v b="$best_user" 'BEGIN { exit !(t < b) }'; then
+            best_user=$user
+        fi
     done
-    echo "$best"
+    echo "$best_wall $best_user"
 }
 
-raw=$(best_of_3 "$here/compile_time/raw_server.cpp")
-rcq=$(best_of_3 "$here/compile_time/rcq_server.cpp")
-ratio=$(awk -v a="$rcq" -v b="$raw" 'BEGIN { printf "%.1f", a / b }')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+
+server=$here/compile_time/rcq_server.cpp
+sep=-DRCQ_SEPARATE_COMPILATION
+read -r raw_wall raw_user < <(best_of_3 "$here/compile_time/raw_server.cpp")
+read -r own_wall own_user < <(best_of_3 "$server")
+read -r all_wall all_user < <(best_of_3 "$server" -include rcq/rcq.hpp)
+read -r own_sep_wall own_sep_user < <(best_of_3 "$server" "$sep")
+read -r all_sep_wall all_sep_user < <(best_of_3 "$server" "$sep" -include rcq/rcq.hpp)
+read -r src_wall src_user < <(best_of_3 "$repo/examples/rcq_src.cpp" "$sep")
 version=$("$cxx" --version | head -n 1)
 
-printf '%-36s %8s\n' "translation unit" "seconds"
-printf '%-36s %8s\n' "raw verbs (raw_server.cpp)" "$raw"
-printf '%-36s %8s\n' "rcq (rcq_server.cpp)" "$rcq"
-echo "rcq/raw: $ratio x  ($version, ${flags[*]}, best of 3 wall times)"
+# row LABEL WALL USER: one line of the printed table.
+row() {
+    printf '%-58s %6s %6s %9s\n' "$1" "$2" "$3" "$(ratio "$2" "$raw_wall")x"
+}
+printf '%-58s %6s %6s %9s\n' "translation unit" "wall" "user" "wall/raw"
+row "raw verbs (raw_server.cpp)" "$raw_wall" "$raw_user"
+row "rcq, header-only, own includes (rcq_server.cpp)" "$own_wall" "$own_user"
+row "rcq, header-only, with <rcq/rcq.hpp>" "$all_wall" "$all_user"
+row "rcq, RCQ_SEPARATE_COMPILATION, own includes" "$own_sep_wall" "$own_sep_user"
+row "rcq, RCQ_SEPARATE_COMPILATION, with <rcq/rcq.hpp>" "$all_sep_wall" "$all_sep_user"
+row "  + rcq_src.cpp (<rcq/impl/src.hpp>), once per program" "$src_wall" "$src_user"
+echo "($version, ${flags[*]}, best of 3; seconds)"
 
 # Replace the section between the markers, or append it.
 section=$(
     echo "<!-- compile-time: begin -->"
     echo "## Compile time"
     echo
-    echo "One translation unit each, compiled to an object file; best of 3 wall times,"
+    echo "One translation unit each, compiled to an object file; best of 3 wall and user CPU times,"
     echo "measured by \`bench/compile_time.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1))."
     echo
-    echo "| program | seconds |"
-    echo "| --- | ---: |"
-    echo "| raw verbs server (\`compile_time/raw_server.cpp\`) | $raw |"
-    echo "| rcq server: \`<rcq/rcq.hpp>\`, full \`rcq::connection\` (\`compile_time/rcq_server.cpp\`) | $rcq |"
-    echo "| rcq/raw | ${ratio}x |"
+    echo "| program | wall s | user s | wall / raw | user / raw |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| raw verbs server (\`compile_time/raw_server.cpp\`) | $raw_wall | $raw_user | 1.0x | 1.0x |"
+    echo "| rcq server, header-only, its own includes (\`compile_time/rcq_server.cpp\`) | $own_wall | $own_user | $(ratio "$own_wall" "$raw_wall")x | $(ratio "$own_user" "$raw_user")x |"
+    echo "| rcq server, header-only, with \`<rcq/rcq.hpp>\` | $all_wall | $all_user | $(ratio "$all_wall" "$raw_wall")x | $(ratio "$all_user" "$raw_user")x |"
+    echo "| rcq server, \`RCQ_SEPARATE_COMPILATION\`, its own includes | $own_sep_wall | $own_sep_user | $(ratio "$own_sep_wall" "$raw_wall")x | $(ratio "$own_sep_user" "$raw_user")x |"
+    echo "| rcq server, \`RCQ_SEPARATE_COMPILATION\`, with \`<rcq/rcq.hpp>\` | $all_sep_wall | $all_sep_user | $(ratio "$all_sep_wall" "$raw_wall")x | $(ratio "$all_sep_user" "$raw_user")x |"
+    echo "| \`examples/rcq_src.cpp\` (\`<rcq/impl/src.hpp>\`), compiled once per program in that mode | $src_wall | $src_user | | |"
     echo
     echo "Compiler: $version, flags \`${flags[*]}\`."
     echo "<!-- compile-time: end -->"

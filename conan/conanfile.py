@@ -52,8 +52,11 @@ class RcqConan(ConanFile):
         self.info.clear()
 
     def package(self):
-        copy(self, "*.hpp", os.path.join(self.source_folder, "include"),
-             os.path.join(self.package_folder, "include"))
+        # The .ipp files hold the set-up functions' definitions; the headers
+        # include them (or rcq/impl/src.hpp, under RCQ_SEPARATE_COMPILATION).
+        for pattern in ("*.hpp", "*.ipp"):
+            copy(self, pattern, os.path.join(self.source_folder, "include"),
+                 os.path.join(self.package_folder, "include"))
         copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
 
     def package_info(self):

@@ -20,3 +20,19 @@
 #define RCQ_DEBUG_CHECKS 1
 #endif
 #endif
+
+/// How rcq declares the functions of its set-up paths that are not
+/// templates (the endpoint codec, the TCP handshake, the GID choice, error
+/// text): `inline` by default, where their definitions
+/// (`include/rcq/impl/*.ipp`) are included by the headers themselves and
+/// rcq is header-only. With RCQ_SEPARATE_COMPILATION defined, the headers
+/// only declare them, and one source file of the program defines them all by
+/// including <rcq/impl/src.hpp>; this saves compiling them again in every
+/// translation unit. Define it (or not) the same in every translation unit
+/// of a program. Templates and the post/poll paths stay in the headers in
+/// both modes.
+#if defined(RCQ_SEPARATE_COMPILATION)
+#define RCQ_DECL
+#else
+#define RCQ_DECL inline
+#endif

@@ -30,7 +30,6 @@
 #include <optional>
 #include <ostream>
 #include <sys/socket.h>
-#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -250,11 +249,7 @@ private:
 
     // The narration names what actually completed, whatever the wait was for.
     void narrate_completion(const ibv_wc& wc) const {
-        if (out_ == nullptr) return;
-        std::string line = std::string("completion: ") + to_string(wc.opcode) + ", wr_id " +
-                           std::to_string(wc.wr_id);
-        if ((wc.opcode & IBV_WC_RECV) != 0) line += ", " + std::to_string(wc.byte_len) + " bytes";
-        say(line);
+        if (out_ != nullptr) say(detail::completion_line(wc));
     }
 
     // The next completion from the CQ; the deadline is `until`, or (null)
@@ -274,55 +269,24 @@ private:
                         : end;
                 n = core_.poll.wait(core_.cq, one, slice);
                 if (n != 0 || end.expired()) break;
-                if (peer_gone())
-                    throw_error("no completion for " + std::string(what) + ": the peer has gone",
-                                gone_hint, ECONNRESET);
+                if (peer_gone()) detail::throw_peer_gone(what, gone_hint);
             }
         }
-        if (n < 0)
-            throw_error("polling the CQ while waiting for " + std::string(what) +
-                            " failed (result " + std::to_string(n) + ")",
-                        "ibv_poll_cq returns a negative value when the provider fails (a CQ that "
-                        "overran, i.e. cq_depth too small, is one cause), a poll policy -errno "
-                        "for its own failures",
-                        EIO);
+        if (n < 0) detail::throw_poll_failed(what, n);
         if (n == 0) {
-            if (posted_ == 0)
-                throw_error("no completion for " + std::string(what) + " within " +
-                                detail::budget_text(timeout_) + ": nothing was outstanding",
-                            "every post_send/post_recv of this connection has completed already "
-                            "(requests posted on queue_pair() directly are not counted): post "
-                            "before waiting",
-                            ETIMEDOUT);
-            throw_error("no completion for " + std::string(what) + " within " +
-                            detail::budget_text(timeout_),
-                        peer_gone() ? gone_hint
-                                    : "is the peer still running, and did it post a matching receive?",
-                        ETIMEDOUT);
+            if (posted_ == 0) detail::throw_nothing_outstanding(what, timeout_);
+            detail::throw_no_completion(
+                what, timeout_,
+                peer_gone() ? gone_hint
+                            : "is the peer still running, and did it post a matching receive?");
         }
         posted_ -= posted_ != 0;
-        if (wc.status != IBV_WC_SUCCESS && peer_gone()) {
-            try {
-                check_completion(wc, what);
-            } catch (const error& e) {
-                throw error(e.code(), e.step(), std::string(gone_hint) + "; " + e.hint());
-            }
-        }
-        if (wc.status == IBV_WC_RETRY_EXC_ERR) {
-            // The peer is not known to have gone: the address it gave may be
-            // one this host cannot reach, which only the transport finds out.
-            try {
-                check_completion(wc, what);
-            } catch (const error& e) {
-                throw error(e.code(), e.step(),
-                            "no ACK came from the peer's GID " + gid_entry{.gid = remote_.gid}.address() +
-                                " (QPN 0x" + detail::hex(remote_.qpn) +
-                                "): check that this host reaches that address (ping it) and that it "
-                                "is the peer's RoCE address, not one behind NAT or on another "
-                                "network; " +
-                                e.hint());
-            }
-        }
+        if (wc.status != IBV_WC_SUCCESS && peer_gone())
+            detail::check_completion_of_gone_peer(wc, what, gone_hint);
+        // The peer is not known to have gone: the address it gave may be one
+        // this host cannot reach, which only the transport finds out.
+        if (wc.status == IBV_WC_RETRY_EXC_ERR)
+            detail::check_completion_without_ack(wc, what, remote_);
         check_completion(wc, what);
         narrate_completion(wc);
         return wc;

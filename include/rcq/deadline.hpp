@@ -1,6 +1,7 @@
 // rcq/deadline.hpp - a point in time by which a blocking step must be done.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -54,12 +55,12 @@ namespace detail {
 
 /// A user's time budget for messages: "30 s", "500 ms", or "no time limit"
 /// for durations of a year or more (`milliseconds::max()`).
-inline std::string budget_text(std::chrono::milliseconds budget) {
-    auto ms = budget.count();
-    if (budget >= std::chrono::hours(24 * 365)) return "no time limit";
-    return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
-}
+RCQ_DECL std::string budget_text(std::chrono::milliseconds budget);
 
 } // namespace detail
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/deadline.ipp>
+#endif

@@ -1,6 +1,7 @@
 // rcq/device.hpp - the list of RDMA devices and an open device context.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <rcq/detail/handle.hpp>
 #include <rcq/error.hpp>
 
@@ -49,29 +50,10 @@ public:
 
     /// The device called `name`, or the first device when `name` is empty.
     /// Throws rcq::error listing the devices present when there is no match.
-    ibv_device* find(std::string_view name) const {
-        if (empty())
-            throw_error("no RDMA device found",
-                        "load a driver, e.g. Soft-RoCE: `rdma link add rxe0 type rxe netdev eth0`, "
-                        "or run through tests/softroce/run",
-                        ENODEV);
-        if (name.empty()) return list_[0];
-        for (ibv_device* dev : devices())
-            if (name == ibv_get_device_name(dev)) return dev;
-        throw_error("RDMA device '" + std::string(name) + "' not found",
-                    "devices present: " + names() + "; pass one of them, or none for the first",
-                    ENODEV);
-    }
+    RCQ_DECL ibv_device* find(std::string_view name) const;
 
     /// The names of all devices, comma separated (for messages).
-    std::string names() const {
-        std::string out;
-        for (ibv_device* dev : devices()) {
-            if (!out.empty()) out += ", ";
-            out += ibv_get_device_name(dev);
-        }
-        return out.empty() ? "(none)" : out;
-    }
+    RCQ_DECL std::string names() const;
 
 private:
     ibv_device** list_ = nullptr;
@@ -79,24 +61,13 @@ private:
 };
 
 /// The name of the device behind `ctx`, e.g. "rxe0".
-inline std::string device_name(ibv_context* ctx) { return ibv_get_device_name(ctx->device); }
+RCQ_DECL std::string device_name(ibv_context* ctx);
 
 /// ibv_query_port for `port_num` (ports count from 1).
-inline ibv_port_attr query_port(ibv_context* ctx, std::uint8_t port_num = 1) {
-    ibv_port_attr attr{};
-    if (int rc = ibv_query_port(ctx, port_num, &attr); rc != 0)
-        throw_error("ibv_query_port(" + device_name(ctx) + ", port " + std::to_string(port_num) + ")",
-                    "ports count from 1; `ibv_devinfo -d " + device_name(ctx) + "` lists them", rc);
-    return attr;
-}
+RCQ_DECL ibv_port_attr query_port(ibv_context* ctx, std::uint8_t port_num = 1);
 
 /// ibv_query_device: the device's limits (max_qp_wr, max_sge, ...).
-inline ibv_device_attr query_device(ibv_context* ctx) {
-    ibv_device_attr attr{};
-    if (int rc = ibv_query_device(ctx, &attr); rc != 0)
-        throw_error("ibv_query_device(" + device_name(ctx) + ")", {}, rc);
-    return attr;
-}
+RCQ_DECL ibv_device_attr query_device(ibv_context* ctx);
 
 /// An open device (ibv_context). Move-only, the size of a pointer; must
 /// outlive every object created from it (PD, CQ, QP, MR). Converts to
@@ -104,15 +75,7 @@ inline ibv_device_attr query_device(ibv_context* ctx) {
 class context {
 public:
     /// Opens the device called `name`, or the first one when `name` is empty.
-    static context open(std::string_view name = {}) {
-        device_list list;
-        ibv_device* dev = list.find(name);
-        ibv_context* raw = ibv_open_device(dev);
-        if (raw == nullptr)
-            throw_error(std::string("ibv_open_device(") + ibv_get_device_name(dev) + ")",
-                        "check permissions on /dev/infiniband/uverbs*");
-        return context(raw);
-    }
+    RCQ_DECL static context open(std::string_view name = {});
 
     /// Adopts a context opened elsewhere; rcq closes it.
     explicit context(ibv_context* raw) noexcept : ctx_(raw) {}
@@ -148,3 +111,7 @@ inline int mtu_bytes(ibv_mtu mtu) noexcept {
 }
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/device.ipp>
+#endif

@@ -1,6 +1,7 @@
 // rcq/error.hpp - the one exception type of rcq's set-up paths.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <cerrno>
 #include <string>
 #include <system_error>
@@ -15,8 +16,7 @@ namespace rcq {
 class error : public std::system_error {
 public:
     /// An error for `code` in `step`, with an optional hint.
-    error(std::error_code code, const std::string& step, const std::string& hint = {})
-        : std::system_error(code, compose(step, hint)), step_(step), hint_(hint) {}
+    RCQ_DECL error(std::error_code code, const std::string& step, const std::string& hint = {});
 
     /// The verb or step that failed, e.g. "ibv_modify_qp(INIT->RTR)".
     const std::string& step() const noexcept { return step_; }
@@ -24,9 +24,7 @@ public:
     const std::string& hint() const noexcept { return hint_; }
 
 private:
-    static std::string compose(const std::string& step, const std::string& hint) {
-        return hint.empty() ? step : step + " [hint: " + hint + "]";
-    }
+    RCQ_DECL static std::string compose(const std::string& step, const std::string& hint);
     std::string step_;
     std::string hint_;
 };
@@ -34,16 +32,16 @@ private:
 /// Throws rcq::error for the errno value `err` (errno itself when omitted).
 /// Verbs report failures either through errno or as a returned errno value;
 /// a zero value means the verb forgot to set one, reported as EIO.
-[[noreturn]] inline void throw_error(const std::string& step, const std::string& hint = {},
-                                     int err = errno) {
-    throw error(std::error_code(err != 0 ? err : EIO, std::generic_category()), step, hint);
-}
+[[noreturn]] RCQ_DECL void throw_error(const std::string& step, const std::string& hint = {},
+                                       int err = errno);
 
 /// A failure that is not an errno, such as malformed input: reported as
 /// EINVAL or EPROTO, with `what` saying exactly what was wrong.
-[[noreturn]] inline void throw_invalid(const std::string& what, const std::string& hint = {},
-                                       int err = EINVAL) {
-    throw error(std::error_code(err, std::generic_category()), what, hint);
-}
+[[noreturn]] RCQ_DECL void throw_invalid(const std::string& what, const std::string& hint = {},
+                                         int err = EINVAL);
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/error.ipp>
+#endif

@@ -105,6 +105,20 @@ struct rts_attrs {
     std::uint8_t max_rd_atomic = 1;
 };
 
+namespace detail {
+
+/// Creates an RC QP on `domain` with `caps` (ibv_create_qp, or
+/// ibv_create_qp_ex when caps.send_ops asks for the extended post API);
+/// never null: throws rcq::error naming the sizes asked for.
+RCQ_DECL ibv_qp* create_rc_qp(ibv_pd* domain, ibv_cq* sends, ibv_cq* receives, const qp_caps& caps);
+
+/// ibv_modify_qp of `q` (null: a moved-from handle, refused) with `attr` and
+/// `mask`; throws rcq::error naming `step`, the QPN and `hint`.
+RCQ_DECL void modify_qp(ibv_qp* q, ibv_qp_attr& attr, int mask, const std::string& step,
+                        const std::string& hint);
+
+} // namespace detail
+
 /// A Reliable Connection queue pair in state `State` (rcq::state::*).
 ///
 /// Each transition consumes the handle and returns one of the next state's
@@ -342,42 +356,8 @@ private:
 
     explicit qp(ibv_qp* raw) noexcept : qp_(raw) {}
 
-    qp(ibv_pd* domain, ibv_cq* sends, ibv_cq* receives, const qp_caps& caps) {
-        ibv_qp_init_attr attr{};
-        attr.send_cq = sends;
-        attr.recv_cq = receives;
-        attr.srq = caps.srq;
-        attr.qp_type = IBV_QPT_RC;
-        attr.sq_sig_all = caps.signal_all ? 1 : 0;
-        attr.cap.max_send_wr = caps.max_send_wr;
-        attr.cap.max_recv_wr = caps.max_recv_wr;
-        attr.cap.max_send_sge = caps.max_send_sge;
-        attr.cap.max_recv_sge = caps.max_recv_sge;
-        attr.cap.max_inline_data = caps.max_inline_data;
-        if (caps.send_ops == 0) {
-            qp_ = raw_handle(ibv_create_qp(domain, &attr));
-        } else {
-            ibv_qp_init_attr_ex ex{};
-            ex.send_cq = attr.send_cq;
-            ex.recv_cq = attr.recv_cq;
-            ex.srq = attr.srq;
-            ex.cap = attr.cap;
-            ex.qp_type = attr.qp_type;
-            ex.sq_sig_all = attr.sq_sig_all;
-            ex.comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
-            ex.pd = domain;
-            ex.send_ops_flags = caps.send_ops;
-            qp_ = raw_handle(ibv_create_qp_ex(domain->context, &ex));
-            if (!qp_)
-                throw_error("ibv_create_qp_ex(RC, with send_ops)",
-                            "the device may lack the extended post API (ibv_wr_*); "
-                            "create the QP without qp_caps::send_ops");
-        }
-        if (!qp_)
-            throw_error("ibv_create_qp(RC, send_wr " + std::to_string(caps.max_send_wr) +
-                            ", recv_wr " + std::to_string(caps.max_recv_wr) + ")",
-                        "the device's max_qp_wr and max_sge bound these; `ibv_devinfo -v` shows them");
-    }
+    qp(ibv_pd* domain, ibv_cq* sends, ibv_cq* receives, const qp_caps& caps)
+        : qp_(detail::create_rc_qp(domain, sends, receives, caps)) {}
 
     static void consume_rule() {
         static_assert(detail::dependent_false<State>,
@@ -386,13 +366,7 @@ private:
     }
 
     void modify(ibv_qp_attr& attr, int mask, const std::string& step, const std::string& hint) {
-        if (!qp_)
-            throw_invalid("rcq::qp: " + step + " on an empty handle",
-                          "the handle was moved from (a transition consumes it): use the "
-                          "handle the transition returned");
-        if (int rc = ibv_modify_qp(qp_.get(), &attr, mask); rc != 0)
-            throw_error("ibv_modify_qp(" + step + ", QPN 0x" + detail::hex(qp_->qp_num) + ")",
-                        hint, rc);
+        detail::modify_qp(qp_.get(), attr, mask, step, hint);
     }
 
     template <class Next>
@@ -407,3 +381,7 @@ static_assert(sizeof(qp<state::reset>) == sizeof(ibv_qp*));
 static_assert(sizeof(qp<state::rts>) == sizeof(ibv_qp*));
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/qp.ipp>
+#endif

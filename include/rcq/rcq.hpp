@@ -1,4 +1,8 @@
-// rcq/rcq.hpp - the whole public interface of rcq in one include.
+// rcq/rcq.hpp - the whole public interface of rcq in one include: every
+// handshake, the listener, the mesh, shared resources. A translation unit
+// that includes only the headers it uses (say <rcq/connection.hpp> and
+// <rcq/handshake/tcp.hpp>) reads far less and compiles faster; see also
+// RCQ_SEPARATE_COMPILATION in <rcq/config.hpp>.
 #pragma once
 
 #include <rcq/agreement.hpp>

@@ -114,6 +114,31 @@ if [ -x "$examples/hello_server" ]; then
         grep -qx 'received: hello from the server' "$logs/client"
     report "examples: hello_server + hello_client (the README's pair)" $?
     rm -rf "$logs"
+    if [ -x "$examples/hello_server_separate" ]; then
+        # The same pair built with RCQ_SEPARATE_COMPILATION, against each other
+        # and against the header-only build.
+        for pair in "separate separate" "separate header-only" "header-only separate"; do
+            read -r server_kind client_kind <<<"$pair"
+            server_bin=$examples/hello_server client_bin=$examples/hello_client
+            [ "$server_kind" = separate ] && server_bin=${server_bin}_separate
+            [ "$client_kind" = separate ] && client_bin=${client_bin}_separate
+            logs=$(mktemp -d)
+            port=$((20000 + RANDOM % 20000))
+            timeout 60 "$server_bin" "$port" >"$logs/server" 2>&1 &
+            server_pid=$!
+            timeout 60 "$client_bin" "$ip" "$port" >"$logs/client" 2>&1
+            client_status=$?
+            wait "$server_pid"
+            server_status=$?
+            [ "$server_status" -eq 0 ] && [ "$client_status" -eq 0 ] &&
+                grep -qx 'received: hello from the client' "$logs/server" &&
+                grep -qx 'received: hello from the server' "$logs/client"
+            status=$?
+            [ "$status" -eq 0 ] || { sed 's/^/  server| /' "$logs/server"; sed 's/^/  client| /' "$logs/client"; }
+            report "examples: hello pair, server $server_kind, client $client_kind" "$status"
+            rm -rf "$logs"
+        done
+    fi
     bash "$(dirname "$0")/troubleshooting.sh" "$examples"
     report "examples: the README's troubleshooting cases" $?
 fi

@@ -4,6 +4,7 @@
 // rcq::shared_secret's.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/secret.hpp>
@@ -13,7 +14,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,21 +26,9 @@ using auth_nonce = std::array<std::uint8_t, shared_secret::tag_size>;
 
 /// Fills `out` with random bytes: libsodium's randombytes_buf when built with
 /// it, else std::random_device (getrandom(2) on Linux).
-inline void random_bytes(std::span<std::uint8_t> out) {
-#if RCQ_WITH_SODIUM
-    if (::sodium_init() < 0) throw_invalid("libsodium failed to initialise", {}, EIO);
-    ::randombytes_buf(out.data(), out.size());
-#else
-    std::random_device rd;
-    for (auto& b : out) b = static_cast<std::uint8_t>(rd());
-#endif
-}
+RCQ_DECL void random_bytes(std::span<std::uint8_t> out);
 
-inline auth_nonce fresh_nonce() {
-    auth_nonce n{};
-    random_bytes(n);
-    return n;
-}
+RCQ_DECL auth_nonce fresh_nonce();
 
 /// Bytes as the string_view a tag's parts are given in.
 inline std::string_view as_text(std::span<const std::uint8_t> bytes) {
@@ -69,17 +57,14 @@ struct go_ahead_binding {
 /// go-ahead recorded from another exchange names other nonces, and our own
 /// go-ahead reflected back to us names our role and has the nonces the
 /// other way round: neither verifies.
-inline shared_secret::tag_type go_ahead_tag(const shared_secret& secret, const go_ahead_binding& b) {
-    return secret.tag({"rcq go-ahead", b.handshake, b.sender, b.sender_nonce, b.receiver_nonce});
-}
+RCQ_DECL shared_secret::tag_type go_ahead_tag(const shared_secret& secret,
+                                              const go_ahead_binding& b);
 
 /// Whether `tag` is the go-ahead tag of `b` (compared in constant time).
 /// The receiver gives the peer's role as the sender and the peer's nonce
 /// as the sender's.
-inline bool go_ahead_verifies(const shared_secret& secret, std::span<const std::uint8_t> tag,
-                              const go_ahead_binding& b) {
-    return secret.verify(tag, {"rcq go-ahead", b.handshake, b.sender, b.sender_nonce, b.receiver_nonce});
-}
+RCQ_DECL bool go_ahead_verifies(const shared_secret& secret, std::span<const std::uint8_t> tag,
+                                const go_ahead_binding& b);
 
 /// A handshake's authentication settings; each transport holds one and
 /// forwards authenticate() and allow_memory_without_secret() to it.
@@ -95,15 +80,7 @@ public:
     /// remote access to our memory) is sent only over an authenticated
     /// handshake, unless the user said otherwise. Checked before anything
     /// is sent; `who` starts the message ("tcp client").
-    void check_offer(const endpoint& local, const std::string& who) const {
-        if (local.has_memory() && !secret_ && !memory_without_secret_)
-            throw_invalid(who + ": refusing to send an endpoint that carries a memory token (rkey " +
-                              std::to_string(local.rkey) + ") over an unauthenticated handshake",
-                          "an rkey lets whoever receives it read or write that memory: give both sides "
-                          "the same rcq::shared_secret with authenticate(), or, on a network only "
-                          "trusted hosts can reach, call allow_memory_without_secret()",
-                          EACCES);
-    }
+    RCQ_DECL void check_offer(const endpoint& local, const std::string& who) const;
 
 private:
     std::optional<shared_secret> secret_;
@@ -111,3 +88,7 @@ private:
 };
 
 } // namespace rcq::detail
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/detail/auth.ipp>
+#endif

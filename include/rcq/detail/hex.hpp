@@ -1,6 +1,7 @@
 // rcq/detail/hex.hpp - numbers as hex text, for messages and narration.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -11,39 +12,17 @@
 namespace rcq::detail {
 
 /// `v` in lowercase hex, without prefix or padding: 0x2a -> "2a".
-inline std::string hex(std::uint64_t v) {
-    char text[17];
-    std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(v));
-    return text;
-}
+RCQ_DECL std::string hex(std::uint64_t v);
 
 /// Bytes as lowercase hex, two digits each: {0x0a, 0xff} -> "0aff".
-inline std::string hex_bytes(std::span<const std::uint8_t> bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * bytes.size());
-    for (auto b : bytes) {
-        out += digits[b >> 4];
-        out += digits[b & 0xf];
-    }
-    return out;
-}
+RCQ_DECL std::string hex_bytes(std::span<const std::uint8_t> bytes);
 
 /// Parses hex_bytes' form into `out`, which `text` must fill exactly;
 /// false for any other length or a character that is not a lowercase hex digit.
-inline bool parse_hex_bytes(std::string_view text, std::span<std::uint8_t> out) {
-    if (text.size() != 2 * out.size()) return false;
-    auto digit = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-    };
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        int hi = digit(text[2 * i]), lo = digit(text[2 * i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-    }
-    return true;
-}
+RCQ_DECL bool parse_hex_bytes(std::string_view text, std::span<std::uint8_t> out);
 
 } // namespace rcq::detail
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/detail/hex.ipp>
+#endif

@@ -5,6 +5,7 @@
 // against the peer's endpoint with the settings both sides agree on.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <rcq/agreement.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/detail/hex.hpp>
@@ -24,9 +25,9 @@
 #include <cstdint>
 #include <optional>
 #include <ostream>
-#include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <sys/socket.h>
 
@@ -112,6 +113,51 @@ inline constexpr const char* gone_hint =
         ? "the peer disconnected (RDMA_CM_EVENT_DISCONNECTED)"
         : "the peer closed its handshake connection: its process has ended";
 
+/// The go-ahead's failure `e` again, its hint saying that the peer may
+/// never have called ready().
+[[noreturn]] RCQ_DECL void rethrow_go_ahead_failure(const error& e);
+
+/// The narration of a buffer policy's memory: its description `how`, size
+/// and keys.
+RCQ_DECL std::string buffer_line(const std::string& how, std::size_t bytes, std::uint32_t lkey,
+                                 std::uint32_t rkey);
+
+/// The narration of a CQ of `depth` entries made by a poll policy `how`.
+RCQ_DECL std::string cq_line(int depth, const std::string& how);
+
+/// The narration of our endpoint `local` going out through a handshake `how`.
+RCQ_DECL std::string sending_line(const std::string& how, const endpoint& local);
+
+/// The narration of a completion: its opcode, wr_id and, for a receive, length.
+RCQ_DECL std::string completion_line(const ibv_wc& wc);
+
+/// A wait for `what` that found the peer gone: throws rcq::error
+/// (ECONNRESET) with `hint`.
+[[noreturn]] RCQ_DECL void throw_peer_gone(std::string_view what, const char* hint);
+
+/// A negative result `n` of polling the CQ for `what`: throws rcq::error (EIO).
+[[noreturn]] RCQ_DECL void throw_poll_failed(std::string_view what, int n);
+
+/// No completion for `what` within `timeout` with nothing outstanding:
+/// throws rcq::error (ETIMEDOUT) saying to post before waiting.
+[[noreturn]] RCQ_DECL void throw_nothing_outstanding(std::string_view what,
+                                                     std::chrono::milliseconds timeout);
+
+/// No completion for `what` within `timeout`: throws rcq::error (ETIMEDOUT)
+/// with `hint`.
+[[noreturn]] RCQ_DECL void throw_no_completion(std::string_view what,
+                                               std::chrono::milliseconds timeout, const char* hint);
+
+/// check_completion(wc, what) for a peer known to have gone: the error's
+/// hint starts with `gone_hint`.
+RCQ_DECL void check_completion_of_gone_peer(const ibv_wc& wc, std::string_view what,
+                                            const char* gone_hint);
+
+/// check_completion(wc, what) for a completion whose retries ran out: the
+/// error's hint says that no ACK came from `remote`'s GID and what to check.
+RCQ_DECL void check_completion_without_ack(const ibv_wc& wc, std::string_view what,
+                                           const endpoint& remote);
+
 /// The go-ahead through handshake `h`, narrated; a failure's hint says that
 /// the peer may never have called ready().
 template <class H>
@@ -120,62 +166,28 @@ void go_ahead(H& h, const narrator& say) {
     try {
         h.barrier();
     } catch (const error& e) {
-        const std::string peer_hint = "the peer may never have called ready() (it must, "
-                                      "once its receives are posted), or it stopped";
-        throw error(e.code(), e.step(), e.hint().empty() ? peer_hint : e.hint() + "; or " + peer_hint);
+        rethrow_go_ahead_failure(e);
     }
     say("handshake: both sides ready; the peer's receives are posted");
 }
 
 /// Opens `device` (empty: the first one), narrated.
-inline context open_device(const std::string& device, const narrator& say) {
-    context ctx = context::open(device);
-    say("opened device " + ctx.name());
-    return ctx;
-}
+RCQ_DECL context open_device(const std::string& device, const narrator& say);
 
 /// Checks that `port` is ACTIVE and chooses the GID: index `index`, or
 /// (empty) the port's RoCE v2 GID of the peer's family; narrated.
-inline gid_entry pick_gid(ibv_context* ctx, std::uint8_t port_num, const ibv_port_attr& port,
-                          std::optional<int> index, address_family peer, const narrator& say) {
-    const std::string name = device_name(ctx);
-    if (port.state != IBV_PORT_ACTIVE)
-        throw_error(name + " port " + std::to_string(port_num) + " is " +
-                        std::string(port_state_name(port.state)) + ", not ACTIVE",
-                    "check the link: `ibv_devinfo -d " + name + "`", ENETDOWN);
-    say("port " + std::to_string(port_num) + ": ACTIVE, active MTU " +
-        std::to_string(mtu_bytes(port.active_mtu)) + ", LID " + std::to_string(port.lid));
-    gid_entry g = choose_gid(ctx, port_num, index, peer);
-    const char* family = peer == address_family::ipv4   ? " for an IPv4 peer"
-                         : peer == address_family::ipv6 ? " for an IPv6 peer"
-                                                        : "";
-    say("GID index " + std::to_string(g.index) + " (" + g.kind() + "): " + g.address() +
-        (g.netdev().empty() ? "" : " on " + g.netdev()) +
-        (index ? "" : ", chosen automatically" + std::string(family)));
-    if (g.is_link_local())
-        say("note: GID " + g.address() + " is link-local: it reaches only peers on the same "
-            "Ethernet segment" +
-            (index ? std::string()
-                   : "; the port has no routable RoCE v2 GID of that family (give its "
-                     "network device an address)"));
-    return g;
-}
+RCQ_DECL gid_entry pick_gid(ibv_context* ctx, std::uint8_t port_num, const ibv_port_attr& port,
+                            std::optional<int> index, address_family peer, const narrator& say);
 
 /// A protection domain on `ctx`, narrated.
-inline pd make_pd(ibv_context* ctx, const narrator& say) {
-    pd domain(ctx);
-    say("allocated a protection domain");
-    return domain;
-}
+RCQ_DECL pd make_pd(ibv_context* ctx, const narrator& say);
 
 /// The buffer policy's memory, registered on `domain`, narrated.
 template <class Buffer>
 Buffer make_buffer(ibv_pd* domain, const typename Buffer::config& cfg, int remote_access,
                    const narrator& say) {
     Buffer b(domain, cfg, remote_access);
-    const std::string how = describe_policy(b);
-    say((how.empty() ? "buffer ready" : how) + ": " + std::to_string(b.bytes().size()) +
-        " bytes, lkey 0x" + hex(b.lkey()) + ", rkey 0x" + hex(b.rkey()));
+    say(buffer_line(describe_policy(b), b.bytes().size(), b.lkey(), b.rkey()));
     return b;
 }
 
@@ -183,40 +195,23 @@ Buffer make_buffer(ibv_pd* domain, const typename Buffer::config& cfg, int remot
 template <class Poll>
 cq make_cq(Poll& poll, ibv_context* ctx, int depth, const narrator& say) {
     cq c = poll.make_cq(ctx, depth);
-    const std::string how = describe_policy(poll);
-    say("created a completion queue of " + std::to_string(depth) + " entries" +
-        (how.empty() ? "" : " (" + how + ")"));
+    say(cq_line(depth, describe_policy(poll)));
     return c;
 }
 
 /// An RC QP on `domain` whose completions go to `shared` (and whose
 /// receives come from caps.srq, when set), created in RESET and moved to
 /// INIT with `init`; narrated.
-inline qp<state::init> create_in_init(ibv_pd* domain, const cq& shared, const qp_caps& caps,
-                                      const init_attrs& init, const narrator& say) {
-    qp<state::reset> fresh(domain, shared, caps);
-    say("created RC queue pair: QPN 0x" + hex(fresh.qp_num()) + ", state RESET");
-    auto initialized = std::move(fresh).to_init(init);
-    say("QP RESET -> INIT");
-    return initialized;
-}
+RCQ_DECL qp<state::init> create_in_init(ibv_pd* domain, const cq& shared, const qp_caps& caps,
+                                        const init_attrs& init, const narrator& say);
 
 /// An optional count option, or min(16, the device's limit); over 255 or
 /// over the limit is refused.
-inline std::uint8_t rd_atomic_depth(ibv_context* ctx, std::optional<int> asked, int limit,
-                                    const char* what, const char* limit_name) {
-    if (!asked) return static_cast<std::uint8_t>(std::clamp(limit, 0, 16));
-    if (*asked < 0)
-        throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is negative",
-                      "ask for 0 or more");
-    if (*asked > 255 || *asked > limit)
-        throw_invalid(std::string(what) + " " + std::to_string(*asked) + " is more than " +
-                          device_name(ctx) + " allows (" + limit_name + " " +
-                          std::to_string(limit) + ")",
-                      "ask for at most " + std::to_string(std::min(limit, 255)) +
-                          ", or leave it unset for the largest the device offers up to 16");
-    return static_cast<std::uint8_t>(*asked);
-}
+RCQ_DECL std::uint8_t rd_atomic_depth(ibv_context* ctx, std::optional<int> asked, int limit,
+                                      const char* what, const char* limit_name);
+
+/// A random initial packet sequence number (24 bits).
+RCQ_DECL std::uint32_t random_psn();
 
 /// Our endpoint for QP `qpn`: a random initial PSN, the port's LID, GID
 /// `gid`, the port's MTU (at most opts.max_mtu), the READ/atomic depths
@@ -230,7 +225,7 @@ endpoint local_endpoint(const Options& opts, ibv_context* ctx, const ibv_port_at
                         std::uint32_t rkey) {
     endpoint local{};
     local.qpn = qpn;
-    local.psn = std::random_device{}() & 0xffffff;
+    local.psn = random_psn();
     local.lid = port.lid;
     local.gid = gid.gid;
     local.mtu = static_cast<std::uint16_t>(mtu_bytes(port.active_mtu));
@@ -287,41 +282,8 @@ transition_attrs agreed_transitions(const Options& opts, const gid_entry& gid,
 
 /// INIT -> RTR -> RTS with `t`, narrated; `mtu_source` says where the path
 /// MTU came from.
-inline qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transition_attrs& t,
-                                  const std::string& mtu_source, const narrator& say) {
-    const rtr_attrs& rtr = t.rtr;
-    const rts_attrs& rts = t.rts;
-    // On RoCE the kernel turns the peer's GID into a next-hop MAC address
-    // here (a route, then ARP or neighbour discovery, within 1 s): a GID this
-    // host cannot reach fails now, not at the first message.
-    auto ready_to_receive = [&] {
-        try {
-            return std::move(initialized).to_rtr(rtr);
-        } catch (const error& e) {
-            const int err = e.code().value();
-            if (err != ETIMEDOUT && err != ENETUNREACH && err != EHOSTUNREACH && err != ENODATA) throw;
-            throw error(e.code(), e.step(),
-                        "the kernel found no route or no neighbour (ARP) answer for the peer's GID " +
-                            gid_entry{.gid = rtr.dgid}.address() +
-                            ": check that this host reaches that address (ping it) and that it is "
-                            "the peer's RoCE address; " +
-                            e.hint());
-        }
-    }();
-    say("QP INIT -> RTR (path MTU " + std::to_string(mtu_bytes(rtr.path_mtu)) + mtu_source +
-        "; remote QPN 0x" + hex(rtr.dest_qpn & 0xffffff) + "; accepting " +
-        std::to_string(rtr.max_dest_rd_atomic) + " READs/atomics outstanding" +
-        (rtr.traffic_class || rtr.sl
-             ? "; traffic class " + std::to_string(rtr.traffic_class) + ", SL " +
-                   std::to_string(rtr.sl)
-             : std::string()) +
-        ")");
-    auto ready_to_send = std::move(ready_to_receive).to_rts(rts);
-    say("QP RTR -> RTS (ACK timeout " + std::to_string(rts.timeout) + ", retry_cnt " +
-        std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
-        ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
-    return ready_to_send;
-}
+RCQ_DECL qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transition_attrs& t,
+                                    const std::string& mtu_source, const narrator& say);
 
 /// Refuses, before anything is opened, every value of the QP settings in
 /// `opts` (rcq::connection_options, rcq::resources_options) that no device
@@ -367,25 +329,22 @@ void check_qp_settings(const Options& opts, const char* type) {
 }
 
 /// "ours 1024, the peer's 4096": where the agreed path MTU came from.
-inline std::string mtu_source(const endpoint& local, const endpoint& remote) {
-    return ": ours " + std::to_string(local.mtu) + ", the peer's " + std::to_string(remote.mtu);
-}
+RCQ_DECL std::string mtu_source(const endpoint& local, const endpoint& remote);
 
 /// An endpoint in one line, for the narration.
-inline std::string describe(const endpoint& e) {
-    return "QPN 0x" + hex(e.qpn) + ", PSN 0x" + hex(e.psn) + ", LID " + std::to_string(e.lid) +
-           ", GID " + gid_entry{.gid = e.gid}.address();
-}
+RCQ_DECL std::string describe(const endpoint& e);
 
 /// The endpoint exchange through `h`, narrated as the connection does.
 template <class H>
 endpoint exchange_endpoints(H& h, const endpoint& local, const narrator& say) {
-    const std::string how = describe_policy(h);
-    say("handshake" + (how.empty() ? "" : " (" + how + ")") + ": sending local endpoint  " +
-        describe(local));
+    say(sending_line(describe_policy(h), local));
     endpoint remote = h.exchange(local);
     say("handshake: received peer endpoint  " + describe(remote));
     return remote;
 }
 
 } // namespace rcq::detail
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/detail/qp_setup.ipp>
+#endif

@@ -6,6 +6,7 @@
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/hex.hpp>
+#include <rcq/detail/sleep.hpp>
 #include <rcq/detail/socket.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
@@ -20,7 +21,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -189,7 +189,7 @@ inline std::optional<std::string> read_peer_text(const std::filesystem::path& pa
 /// Sleeps `interval`, or until `dl` if that comes first.
 inline void pause_until(const deadline& dl, std::chrono::milliseconds interval) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(dl.at() - deadline::clock::now());
-    if (left > std::chrono::milliseconds::zero()) std::this_thread::sleep_for(std::min(interval, left));
+    if (left > std::chrono::milliseconds::zero()) detail::sleep_for(std::min(interval, left));
 }
 
 /// The "host" line of a handshake file: for people reading the folder.

@@ -2,6 +2,7 @@
 // writes that give up at a deadline instead of hanging on a silent peer.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <rcq/deadline.hpp>
 #include <rcq/error.hpp>
 
@@ -55,37 +56,14 @@ private:
 /// Waits until `fd` reports one of `events` (or an error or hang-up, which
 /// the following recv/send will then report). Returns false once `dl` has
 /// passed. Restarts after signals, so EINTR never escapes.
-inline bool wait_for(int fd, short events, const deadline& dl, std::string_view what) {
-    for (;;) {
-        pollfd pfd{fd, events, 0};
-        int rc = ::poll(&pfd, 1, dl.remaining_ms());
-        if (rc > 0) {
-            if (pfd.revents & POLLNVAL)
-                throw_error(std::string(what) + ": poll on a descriptor that is not open", {}, EBADF);
-            return true;
-        }
-        if (rc < 0 && errno != EINTR) throw_error(std::string(what) + ": poll", {}, errno);
-        // rc == 0 or EINTR: poll rounds the wait up to whole milliseconds, so
-        // check the deadline itself rather than trusting a single timeout.
-        if (dl.expired()) return false;
-    }
-}
+RCQ_DECL bool wait_for(int fd, short events, const deadline& dl, std::string_view what);
 
 /// Whether the peer of the connected socket `fd` has closed it, without
 /// blocking: a hang-up or error, or end of stream waiting to be read. Data
 /// waiting to be read is left there.
-inline bool peer_closed(int fd) noexcept {
-    pollfd p{fd, POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) return true;
-    std::byte b{};
-    const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
+RCQ_DECL bool peer_closed(int fd) noexcept;
 
-inline std::string byte_progress(std::size_t done, std::size_t total) {
-    return std::to_string(done) + " of " + std::to_string(total) + " bytes";
-}
+RCQ_DECL std::string byte_progress(std::size_t done, std::size_t total);
 
 /// Reads exactly `buf.size()` bytes from the socket `fd` by `dl`. Works on
 /// blocking and nonblocking sockets alike (each recv is MSG_DONTWAIT, and
@@ -94,68 +72,17 @@ inline std::string byte_progress(std::size_t done, std::size_t total) {
 /// end of stream -> "peer closed the connection after N of M bytes"
 /// (ECONNRESET), deadline -> "timed out after N of M bytes" (ETIMEDOUT).
 /// Sockets only: recv(2) refuses pipes and files.
-inline void read_exact(int fd, std::span<std::byte> buf, const deadline& dl, std::string_view what) {
-    std::size_t got = 0;
-    while (got < buf.size()) {
-        ssize_t n = ::recv(fd, buf.data() + got, buf.size() - got, MSG_DONTWAIT);
-        if (n > 0) {
-            got += static_cast<std::size_t>(n);
-            continue;
-        }
-        if (n == 0)
-            throw_error(std::string(what) + ": peer closed the connection after " +
-                            byte_progress(got, buf.size()),
-                        "the peer exited or gave up; its own output says why", ECONNRESET);
-        int err = errno;
-        if (err == EINTR) continue;
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            if (!wait_for(fd, POLLIN, dl, what))
-                throw_error(std::string(what) + ": timed out after " + byte_progress(got, buf.size()),
-                            "the peer is connected but did not send in time; check that it reached "
-                            "the same step, or give both sides a longer timeout",
-                            ETIMEDOUT);
-            continue;
-        }
-        if (err == ECONNRESET)
-            throw_error(std::string(what) + ": peer reset the connection after " +
-                            byte_progress(got, buf.size()),
-                        "the peer exited or gave up; its own output says why", err);
-        throw_error(std::string(what) + ": recv failed after " + byte_progress(got, buf.size()), {},
-                    err);
-    }
-}
+RCQ_DECL void read_exact(int fd, std::span<std::byte> buf, const deadline& dl,
+                         std::string_view what);
 
 /// Writes all of `buf` to the socket `fd` by `dl`. Uses MSG_NOSIGNAL, so a
 /// vanished peer is an rcq::error ("peer closed the connection after N of M
 /// bytes") rather than a SIGPIPE that kills the process. Sockets only.
-inline void write_all(int fd, std::span<const std::byte> buf, const deadline& dl,
-                      std::string_view what) {
-    std::size_t sent = 0;
-    while (sent < buf.size()) {
-        ssize_t n = ::send(fd, buf.data() + sent, buf.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n >= 0) {
-            sent += static_cast<std::size_t>(n);
-            continue;
-        }
-        int err = errno;
-        if (err == EINTR) continue;
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            if (!wait_for(fd, POLLOUT, dl, what))
-                throw_error(std::string(what) + ": timed out after " + byte_progress(sent, buf.size()) +
-                                " were sent",
-                            "the peer is connected but not reading; check that it reached the same "
-                            "step, or give both sides a longer timeout",
-                            ETIMEDOUT);
-            continue;
-        }
-        if (err == EPIPE || err == ECONNRESET)
-            throw_error(std::string(what) + ": peer closed the connection after " +
-                            byte_progress(sent, buf.size()) + " were sent",
-                        "the peer exited or gave up; its own output says why", err);
-        throw_error(std::string(what) + ": send failed after " + byte_progress(sent, buf.size()) +
-                        " were sent",
-                    {}, err);
-    }
-}
+RCQ_DECL void write_all(int fd, std::span<const std::byte> buf, const deadline& dl,
+                        std::string_view what);
 
 } // namespace rcq::detail
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/detail/socket.ipp>
+#endif

@@ -23,7 +23,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 
 #include <fcntl.h>

@@ -4,6 +4,7 @@
 
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
+#include <rcq/detail/sleep.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/gid.hpp>
@@ -23,7 +24,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -637,7 +637,7 @@ private:
             // which resolves to the same device (the QP's).
             ibv_context* device = id_->verbs;
             id_.reset();
-            std::this_thread::sleep_for(backoff);
+            rcq::detail::sleep_for(backoff);
             backoff = std::min(backoff * 2, std::chrono::milliseconds{1000});
             resolve_route();
             if (id_->verbs != device)
