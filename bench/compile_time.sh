@@ -26,6 +26,12 @@ cxx=${CXX:-c++}
 read -ra flags <<<"${CXXFLAGS:--std=c++20 -O2}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# GNU time (Debian's `time` package) reports wall and user CPU time.
+if [[ ! -x /usr/bin/time ]]; then
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get install -y -q --no-install-recommends time >/dev/null
+fi
 
 # best_of_3 SOURCE [EXTRA FLAGS...]: "WALL USER", the shortest of three wall
 # times and of three user CPU times, in seconds. GNU time writes both.
