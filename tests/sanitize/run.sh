@@ -14,7 +14,8 @@ flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-po
 cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRCQ_BUILD_BENCH=OFF \
     -DCMAKE_CXX_FLAGS="$flags" >/dev/null
 cmake --build "$asan" -j "$(nproc)" --target rcq_unit_tests rcq_rdma_tests \
-    rdma_server rdma_client rdma_write_read custom_policies rcq_async_tests async_echo
+    rdma_server rdma_client rdma_write_read custom_policies rcq_async_tests async_echo \
+    hello_server hello_client
 # The seed generator when it is configured (rcq built with libsodium).
 if cmake --build "$asan" --target help | grep -w rcq_fuzz_seeds >/dev/null; then
     cmake --build "$asan" -j "$(nproc)" --target rcq_fuzz_seeds
