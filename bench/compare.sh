@@ -33,11 +33,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 softroce=$repo/tests/softroce/run
 
-say() { echo "compare: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
+bench_name=compare
+# shellcheck source=bench/ab_common.sh
+source "$here/ab_common.sh"
 
 # ------------------------------------------------------------ inside ------
 # inner BUILD WORK ROUNDS: runs every comparison on the device at hand and
@@ -49,48 +47,9 @@ inner() {
     [[ -n ${RCQ_GID_INDEX:-} ]] && dev+=(-x "$RCQ_GID_INDEX")
     ulimit -l unlimited 2>/dev/null || true
     mkdir -p "$work/raw"
-    {
-        local hypervisor
-        if grep -qs kvm-clock /sys/devices/system/clocksource/clocksource0/available_clocksource; then
-            hypervisor=KVM
-        elif [[ ${RCQ_IN_VM:-} == 1 ]] || grep -qs QEMU /proc/cpuinfo; then
-            hypervisor=TCG
-        else
-            hypervisor="none (host device)"
-        fi
-        printf 'kernel=%q\n' "$(uname -r)"
-        printf 'hypervisor=%q\n' "$hypervisor"
-        printf 'device=%q\n' "${RCQ_DEVICE:-(first)}"
-        printf 'guest_cpu=%q\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    } >"$work/env"
+    record_env "$work/env"
 
-    local port=21000
-    # pair NAME SERVER_CMD... -- CLIENT_CMD...: one run; the client gets -p
-    # and the server's IP appended, the server -p.
-    pair() {
-        local name=$1
-        shift
-        local server=() client=()
-        while [[ $1 != -- ]]; do server+=("$1"); shift; done
-        shift
-        client=("$@")
-        port=$((port + 1))
-        timeout -k 5 120 "${server[@]}" -p "$port" >"$work/raw/$name.server" 2>&1 &
-        local server_pid=$! waited=0
-        # perftest's client gives up at once if nobody listens yet.
-        until ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do
-            sleep 0.05
-            waited=$((waited + 1))
-            if ((waited > 400)) || ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-        done
-        local client_status=0 server_status=0
-        timeout -k 5 120 "${client[@]}" -p "$port" "$ip" >"$work/raw/$name.client" 2>&1 ||
-            client_status=$?
-        wait "$server_pid" || server_status=$?
-        echo "$name client=$client_status server=$server_status" >>"$work/status"
-        echo "  $name: client $client_status, server $server_status" >&2
-    }
-
+    local port=21000 # pair() takes the next one for each run
     local r size op n
     for ((r = 1; r <= rounds; r++)); do
         echo "round $r of $rounds" >&2
@@ -145,17 +104,7 @@ for p in rcq_lat rcq_bw; do
   cmake -S $repo -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target rcq_lat rcq_bw"
 done
 
-missing=()
-command -v ib_send_lat >/dev/null || missing+=(perftest)
-command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
-if ((${#missing[@]})); then
-    ((EUID == 0)) || die "missing ${missing[*]}: apt-get install ${missing[*]}"
-    say "installing ${missing[*]}"
-    timeout 900 apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        timeout 900 apt-get update >/dev/null 2>&1
-        timeout 900 apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
-    } || die "apt-get install ${missing[*]} failed"
-fi
+install_missing ib_send_lat=perftest gnuplot=gnuplot-nox
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rcq-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -190,8 +139,6 @@ value() {
         }' "$1"
 }
 
-# median of the values given as arguments
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 figure() { # TOOL TEST SIZE KIND
     local vals=() r f

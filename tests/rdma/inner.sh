@@ -97,23 +97,35 @@ if [ -x "$examples/rdma_echo_server" ]; then
     report "examples: rdma_echo_server + 64 rdma_echo_client, a scanner, one client killed" $?
 fi
 
-if [ -x "$examples/hello_server" ]; then
-    # The README's server/client pair, then its troubleshooting table.
+# hello_pair SERVER CLIENT SHOW: the README's pair on a fresh port; true when
+# both exit 0 and each printed the other's message. Their output is shown
+# always (SHOW=always) or only when they failed.
+hello_pair() {
+    local logs server_pid server_status client_status status port
     logs=$(mktemp -d)
     port=$((20000 + RANDOM % 20000))
-    timeout 60 "$examples/hello_server" "$port" >"$logs/server" 2>&1 &
+    timeout 60 "$1" "$port" >"$logs/server" 2>&1 &
     server_pid=$!
-    timeout 60 "$examples/hello_client" "$ip" "$port" >"$logs/client" 2>&1
+    timeout 60 "$2" "$ip" "$port" >"$logs/client" 2>&1
     client_status=$?
     wait "$server_pid"
     server_status=$?
-    sed 's/^/  server| /' "$logs/server"
-    sed 's/^/  client| /' "$logs/client"
     [ "$server_status" -eq 0 ] && [ "$client_status" -eq 0 ] &&
         grep -qx 'received: hello from the client' "$logs/server" &&
         grep -qx 'received: hello from the server' "$logs/client"
-    report "examples: hello_server + hello_client (the README's pair)" $?
+    status=$?
+    if [ "$3" = always ] || [ "$status" -ne 0 ]; then
+        sed 's/^/  server| /' "$logs/server"
+        sed 's/^/  client| /' "$logs/client"
+    fi
     rm -rf "$logs"
+    return "$status"
+}
+
+if [ -x "$examples/hello_server" ]; then
+    # The README's server/client pair, then its troubleshooting table.
+    hello_pair "$examples/hello_server" "$examples/hello_client" always
+    report "examples: hello_server + hello_client (the README's pair)" $?
     if [ -x "$examples/hello_server_separate" ]; then
         # The same pair built with RCQ_SEPARATE_COMPILATION, against each other
         # and against the header-only build.
@@ -122,21 +134,8 @@ if [ -x "$examples/hello_server" ]; then
             server_bin=$examples/hello_server client_bin=$examples/hello_client
             [ "$server_kind" = separate ] && server_bin=${server_bin}_separate
             [ "$client_kind" = separate ] && client_bin=${client_bin}_separate
-            logs=$(mktemp -d)
-            port=$((20000 + RANDOM % 20000))
-            timeout 60 "$server_bin" "$port" >"$logs/server" 2>&1 &
-            server_pid=$!
-            timeout 60 "$client_bin" "$ip" "$port" >"$logs/client" 2>&1
-            client_status=$?
-            wait "$server_pid"
-            server_status=$?
-            [ "$server_status" -eq 0 ] && [ "$client_status" -eq 0 ] &&
-                grep -qx 'received: hello from the client' "$logs/server" &&
-                grep -qx 'received: hello from the server' "$logs/client"
-            status=$?
-            [ "$status" -eq 0 ] || { sed 's/^/  server| /' "$logs/server"; sed 's/^/  client| /' "$logs/client"; }
-            report "examples: hello pair, server $server_kind, client $client_kind" "$status"
-            rm -rf "$logs"
+            hello_pair "$server_bin" "$client_bin" on-failure
+            report "examples: hello pair, server $server_kind, client $client_kind" $?
         done
     fi
     bash "$(dirname "$0")/troubleshooting.sh" "$examples"
