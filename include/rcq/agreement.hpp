@@ -10,7 +10,6 @@
 
 #include <infiniband/verbs.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <optional>

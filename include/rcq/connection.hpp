@@ -21,14 +21,13 @@
 
 #include <infiniband/verbs.h>
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <ostream>
+#include <iosfwd>
 #include <sys/socket.h>
 #include <span>
 #include <string>
@@ -77,6 +76,15 @@ struct connection_options {
     std::ostream* narrate = nullptr;
 };
 
+namespace detail {
+/// `opts`, once every setting has been found one that some device can take
+/// (check_qp_settings, and a CQ deep enough for both queues); throws
+/// rcq::error (EINVAL) naming the field otherwise. What depends on the
+/// device, such as a GID index past its table, is refused by the step that
+/// meets it.
+RCQ_DECL const connection_options& check_connection_options(const connection_options& opts);
+} // namespace detail
+
 /// Opens a device, registers a buffer, creates a CQ and an RC QP, swaps
 /// endpoints with the peer through the handshake policy and brings the QP to
 /// RTS: the whole set-up of an RC program in one constructor.
@@ -120,7 +128,7 @@ public:
     /// rcq::error naming the step that failed.
     explicit connection(handshake_type handshake, const connection_options& opts = {},
                         const buffer_config& buffer_cfg = {})
-        : out_(checked(opts).narrate),
+        : out_(detail::check_connection_options(opts).narrate),
           timeout_(opts.completion_timeout),
           handshake_(std::move(handshake)),
           core_(settings(opts, buffer_cfg), buffer_cfg, detail::narrator{out_}),
@@ -297,23 +305,6 @@ private:
         return offset <= size && length <= size - offset;
     }
 
-    // Settings that can be refused before anything is opened: every value a
-    // field cannot take on any device. (What depends on the device, such as
-    // a GID index past its table or a depth past its limits, is refused by
-    // the step that meets it.)
-    static const connection_options& checked(const connection_options& opts) {
-        detail::check_qp_settings(opts, "connection_options");
-        const std::uint64_t needed =
-            std::uint64_t(opts.caps.max_send_wr) + opts.caps.max_recv_wr;
-        if (opts.cq_depth <= 0 || std::uint64_t(opts.cq_depth) < needed)
-            throw_invalid("connection_options::cq_depth " + std::to_string(opts.cq_depth) +
-                              " is less than caps.max_send_wr + caps.max_recv_wr (" +
-                              std::to_string(needed) + "): the one CQ takes the completions of "
-                              "both queues and could overrun, which is fatal to the QP",
-                          "set cq_depth >= " + std::to_string(needed) + ", or shorten the queues");
-        return opts;
-    }
-
     // Removes and returns the stashed completion at `i`, keeping the order.
     ibv_wc take(std::size_t i) noexcept {
         const ibv_wc wc = stash_[i];
@@ -386,7 +377,8 @@ private:
         if constexpr (detail::handshake_drives_the_qp<handshake_type>)
             init = handshake_.init_attributes(opts.remote_access);
         auto initialized = detail::create_in_init(core_.pd, core_.cq, opts.caps, init, narrate);
-        local_ = detail::local_endpoint(opts, core_.ctx, core_.port, core_.gid, initialized.qp_num(),
+        const detail::qp_settings qp_opts = detail::qp_settings_of(opts);
+        local_ = detail::local_endpoint(qp_opts, core_.ctx, core_.port, core_.gid, initialized.qp_num(),
                                         core_.buffer.bytes(), core_.buffer.rkey());
         remote_ = detail::exchange_endpoints(handshake_, local_, narrate);
         detail::transition_attrs t;
@@ -397,7 +389,7 @@ private:
             local_.psn = t.rts.sq_psn;
             mtu_source = ", chosen by the CM";
         } else {
-            t = detail::agreed_transitions(opts, core_.gid, local_, remote_);
+            t = detail::agreed_transitions(qp_opts, core_.gid, local_, remote_);
             mtu_source = detail::mtu_source(local_, remote_);
         }
         auto ready_to_send = detail::walk_to_rts(std::move(initialized), t, mtu_source, narrate);
@@ -426,3 +418,7 @@ private:
 };
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/connection.ipp>
+#endif

@@ -9,9 +9,13 @@
 #include <infiniband/verbs.h>
 
 #include <span>
-#include <string>
 
 namespace rcq {
+
+namespace detail {
+/// A failed ibv_create_cq of `depth` entries: throws rcq::error with errno.
+[[noreturn]] RCQ_DECL void throw_create_cq_failed(int depth);
+} // namespace detail
 
 /// A completion queue (ibv_create_cq). Move-only, the size of a pointer.
 /// Must outlive the QPs that use it. Polling one CQ from several threads at
@@ -22,9 +26,7 @@ public:
     /// channel for blocking waits.
     cq(ibv_context* ctx, int depth, ibv_comp_channel* channel = nullptr, int comp_vector = 0)
         : cq_(ibv_create_cq(ctx, depth, nullptr, channel, comp_vector)) {
-        if (!cq_)
-            throw_error("ibv_create_cq(depth " + std::to_string(depth) + ")",
-                        "the device's max_cqe limits the depth; `ibv_devinfo -v` shows it");
+        if (!cq_) detail::throw_create_cq_failed(depth);
     }
     /// Adopts a CQ created elsewhere; rcq destroys it.
     explicit cq(ibv_cq* raw) noexcept : cq_(raw) {}
@@ -65,3 +67,7 @@ public:
 };
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/cq.ipp>
+#endif

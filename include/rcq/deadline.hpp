@@ -2,7 +2,6 @@
 #pragma once
 
 #include <rcq/config.hpp>
-#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -44,7 +43,7 @@ public:
     /// Milliseconds left, rounded up and clamped to [0, INT_MAX], as poll(2) wants.
     int remaining_ms() const noexcept {
         auto left = std::chrono::ceil<std::chrono::milliseconds>(at_ - clock::now()).count();
-        return static_cast<int>(std::clamp<long long>(left, 0, 0x7fffffff));
+        return left <= 0 ? 0 : left >= 0x7fffffff ? 0x7fffffff : static_cast<int>(left);
     }
 
 private:

@@ -1,18 +1,26 @@
 // rcq/mr.hpp - a registered memory region.
 #pragma once
 
+#include <rcq/config.hpp>
 #include <rcq/detail/handle.hpp>
 #include <rcq/error.hpp>
 #include <rcq/pd.hpp>
 
 #include <infiniband/verbs.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 
 namespace rcq {
+
+namespace detail {
+/// A failed ibv_reg_mr of `bytes` with errno `err`: throws rcq::error,
+/// hinting at the locked-memory limit where that is the likely cause.
+[[noreturn]] RCQ_DECL void throw_reg_mr_failed(std::size_t bytes, int err);
+} // namespace detail
 
 /// Memory registered with a PD (ibv_reg_mr). Move-only, the size of a
 /// pointer. The memory must stay allocated for the MR's lifetime; the MR must
@@ -23,14 +31,7 @@ public:
     /// default: local write only; remote access is the caller's explicit choice.
     mr(ibv_pd* domain, std::span<std::byte> bytes, int access = IBV_ACCESS_LOCAL_WRITE)
         : mr_(ibv_reg_mr(domain, bytes.data(), bytes.size(), access)) {
-        if (!mr_) {
-            const int err = errno;
-            throw_error("ibv_reg_mr(" + std::to_string(bytes.size()) + " bytes)",
-                        err == ENOMEM || err == EPERM || err == EAGAIN
-                            ? "the locked-memory limit may be too low: `ulimit -l unlimited`"
-                            : "",
-                        err);
-        }
+        if (!mr_) detail::throw_reg_mr_failed(bytes.size(), errno);
     }
     /// Adopts an MR registered elsewhere; rcq deregisters it.
     explicit mr(ibv_mr* raw) noexcept : mr_(raw) {}
@@ -55,3 +56,7 @@ private:
 static_assert(sizeof(mr) == sizeof(ibv_mr*));
 
 } // namespace rcq
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/mr.ipp>
+#endif

@@ -24,7 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <ostream>
+#include <iosfwd>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -183,7 +183,7 @@ public:
     /// an option out of range.
     template <class State>
     endpoint local_endpoint(const qp<State>& q) const {
-        return detail::local_endpoint(opts_, core_.ctx, core_.port, core_.gid, q.qp_num(),
+        return detail::local_endpoint(detail::qp_settings_of(opts_), core_.ctx, core_.port, core_.gid, q.qp_num(),
                                       core_.buffer.bytes(), core_.buffer.rkey());
     }
 
@@ -193,7 +193,7 @@ public:
     qp<state::rts> to_rts(qp<state::init>&& q, const endpoint& local,
                           const endpoint& remote) const {
         const detail::transition_attrs t =
-            detail::agreed_transitions(opts_, core_.gid, local, remote);
+            detail::agreed_transitions(detail::qp_settings_of(opts_), core_.gid, local, remote);
         return detail::walk_to_rts(std::move(q), t, detail::mtu_source(local, remote), narrator());
     }
 
@@ -235,7 +235,7 @@ private:
     }
 
     static const resources_options& checked(const resources_options& o) {
-        detail::check_qp_settings(o, "resources_options");
+        detail::check_qp_settings(detail::qp_settings_of(o), "resources_options");
         const std::uint64_t needed = needed_depth(o);
         if (o.max_qps == 0)
             throw_invalid("resources_options::max_qps is 0", "size the CQ for at least one QP");

@@ -6,6 +6,7 @@
 
 #include <rcq/handshake/env.hpp>
 #include <rcq/handshake/file.hpp>
+#include <rcq/detail/tcp_arrival.hpp>
 #include <rcq/detail/tcp_go_ahead.hpp>
 #include <rcq/handshake/tcp.hpp>
 #include <rcq/secret.hpp>

@@ -2,17 +2,15 @@
 #pragma once
 
 #include <rcq/category.hpp>
+#include <rcq/config.hpp>
 #include <rcq/error.hpp>
 #include <rcq/mr.hpp>
 
 #include <infiniband/verbs.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -37,6 +35,29 @@ struct owned_run_time_config {
     /// Map 2 MiB huge pages (falls back to normal pages, and says so).
     bool huge_pages = false;
 };
+
+/// Anonymous memory mapped for an owned buffer; unmapped when destroyed.
+struct owned_mapping {
+    std::byte* data = nullptr; ///< The first byte.
+    std::size_t length = 0;    ///< The mapped length: whole pages.
+    bool huge = false;         ///< Whether the pages are 2 MiB huge pages.
+
+    /// Takes over a mapping.
+    owned_mapping(std::byte* d, std::size_t n, bool h) noexcept : data(d), length(n), huge(h) {}
+    /// Takes the mapping over from `other`.
+    owned_mapping(owned_mapping&& other) noexcept
+        : data(std::exchange(other.data, nullptr)), length(other.length), huge(other.huge) {}
+    owned_mapping& operator=(owned_mapping&&) = delete;
+    ~owned_mapping() {
+        if (data != nullptr) munmap(data, length);
+    }
+};
+
+/// Maps `size` bytes (rounded up to whole pages), zero-filled, on 2 MiB huge
+/// pages when `huge_pages` is set and some are reserved, else on normal
+/// pages; `note` says which for the narration. Throws rcq::error when the
+/// size cannot be mapped.
+RCQ_DECL owned_mapping map_owned(std::size_t size, bool huge_pages, std::string& note);
 } // namespace detail
 
 /// `Bytes` of page-aligned, zero-filled memory that rcq maps, registers, and
@@ -72,7 +93,7 @@ public:
     /// mapping or registering fails, or when a run-time size is 0.
     explicit owned(ibv_pd* domain, const config& cfg = {}, int remote_access = 0)
         : size_(checked_size(cfg)),
-          memory_(map(size_, cfg.huge_pages, note_)),
+          memory_(detail::map_owned(size_, cfg.huge_pages, note_)),
           mr_(domain, bytes(), IBV_ACCESS_LOCAL_WRITE | remote_access) {}
 
     /// Takes over the memory and its registration.
@@ -106,22 +127,6 @@ public:
     std::string describe() const { return "registered an owned buffer" + note_; }
 
 private:
-    static constexpr std::size_t huge_page = std::size_t{2} << 20;
-
-    struct mapping {
-        std::byte* data = nullptr;
-        std::size_t length = 0;
-        bool huge = false;
-
-        mapping(std::byte* d, std::size_t n, bool h) noexcept : data(d), length(n), huge(h) {}
-        mapping(mapping&& other) noexcept
-            : data(std::exchange(other.data, nullptr)), length(other.length), huge(other.huge) {}
-        mapping& operator=(mapping&&) = delete;
-        ~mapping() {
-            if (data != nullptr) munmap(data, length);
-        }
-    };
-
     static std::size_t checked_size(const config& cfg) {
         if constexpr (fixed) {
             return Bytes;
@@ -133,38 +138,14 @@ private:
         }
     }
 
-    static mapping map(std::size_t size, bool huge_pages, std::string& note) {
-        const int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-        // Rounding up to whole pages must not wrap around (to a length of 0).
-        if (size > std::size_t{1} << 47)
-            throw_error("rcq::buffer::owned: " + std::to_string(size) + " bytes is larger than any "
-                            "address space a process has (128 TiB)",
-                        "is the buffer's size what was meant?", ENOMEM);
-        if (huge_pages) {
-            const std::size_t length = (size + huge_page - 1) / huge_page * huge_page;
-            void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
-            if (p != MAP_FAILED) {
-                note = " on huge pages";
-                return mapping(static_cast<std::byte*>(p), length, true);
-            }
-            note = std::string(" on normal pages (huge pages unavailable: ") + std::strerror(errno) +
-                   "; reserve some with `sysctl vm.nr_hugepages=N`)";
-        }
-        const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-        const std::size_t length = (size + page - 1) / page * page;
-        void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, -1, 0);
-        if (p == MAP_FAILED) {
-            const int err = errno;
-            throw_error("mmap(" + std::to_string(length) + " bytes)",
-                        err == ENOMEM ? "is the buffer's size what was meant?" : "", err);
-        }
-        return mapping(static_cast<std::byte*>(p), length, false); // anonymous maps are zeroed
-    }
-
     std::size_t size_;   // Bytes, or config::bytes
-    std::string note_;   // set by map(), before memory_ is built
-    mapping memory_;     // declared before mr_: outlives the registration
+    std::string note_;   // set by map_owned(), before memory_ is built
+    detail::owned_mapping memory_; // declared before mr_: outlives the registration
     rcq::mr mr_;
 };
 
 } // namespace rcq::buffer
+
+#if !defined(RCQ_SEPARATE_COMPILATION)
+#include <rcq/impl/buffer/owned.ipp>
+#endif

@@ -18,13 +18,12 @@
 
 #include <infiniband/verbs.h>
 
-#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <ostream>
+#include <iosfwd>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,10 +37,48 @@ struct narrator {
     std::ostream* out = nullptr; ///< Where the lines go; nullptr for silence.
 
     /// Writes one line (flushed at once, so that it survives a crash).
-    void operator()(const std::string& line) const {
-        if (out != nullptr) *out << "[rcq] " << line << '\n' << std::flush;
-    }
+    RCQ_DECL void operator()(std::string_view line) const;
 };
+
+/// The settings of a QP that rcq::connection_options and
+/// rcq::resources_options share (each documents them), gathered so that the
+/// set-up steps that read them (check_qp_settings, local_endpoint,
+/// agreed_transitions) are compiled once, not once per options type.
+struct qp_settings {
+    std::uint8_t port = 1;                         ///< The port, from 1.
+    std::optional<int> gid_index{};                ///< The GID index, if given.
+    std::optional<int> max_mtu{};                  ///< Largest path MTU in bytes, if given.
+    std::optional<int> initiator_depth{};          ///< READs/atomics we may have outstanding.
+    std::optional<int> responder_resources{};      ///< READs/atomics we accept outstanding.
+    std::uint8_t traffic_class = 0;                ///< GRH traffic class.
+    std::uint8_t service_level = 0;                ///< Service level, 0-15.
+    std::uint8_t retry_cnt = rts_attrs{}.retry_cnt; ///< Transport retries, 0-7.
+    std::uint8_t rnr_retry = rts_attrs{}.rnr_retry; ///< Receiver-not-ready retries, 0-7.
+    std::uint8_t ack_timeout = rts_attrs{}.timeout; ///< Local ACK timeout exponent.
+    unsigned remote_access = 0;                    ///< IBV_ACCESS_REMOTE_* for the peer.
+    /// The wait bound, where the options have one (connection_options).
+    std::optional<std::chrono::milliseconds> completion_timeout{};
+};
+
+/// The qp_settings of `opts` (rcq::connection_options, rcq::resources_options).
+template <class Options>
+qp_settings qp_settings_of(const Options& opts) {
+    qp_settings s{.port = opts.port,
+                  .gid_index = opts.gid_index,
+                  .max_mtu = opts.max_mtu,
+                  .initiator_depth = opts.initiator_depth,
+                  .responder_resources = opts.responder_resources,
+                  .traffic_class = opts.traffic_class,
+                  .service_level = opts.service_level,
+                  .retry_cnt = opts.retry_cnt,
+                  .rnr_retry = opts.rnr_retry,
+                  .remote_access = opts.remote_access};
+    if constexpr (requires { { opts.ack_timeout } -> std::convertible_to<std::uint8_t>; })
+        s.ack_timeout = opts.ack_timeout;
+    if constexpr (requires { opts.completion_timeout; })
+        s.completion_timeout = opts.completion_timeout;
+    return s;
+}
 
 /// A buffer policy whose memory is already registered (rcq::buffer::external)
 /// names the PD it lives in; the connection then runs on that PD and its
@@ -216,34 +253,12 @@ RCQ_DECL std::uint32_t random_psn();
 /// Our endpoint for QP `qpn`: a random initial PSN, the port's LID, GID
 /// `gid`, the port's MTU (at most opts.max_mtu), the READ/atomic depths
 /// (checked against the device's limits) and, when opts.remote_access is set,
-/// the memory token of `memory` (its address, `rkey` and length). `Options`
-/// is rcq::connection_options or rcq::resources_options. Throws rcq::error
-/// for a setting out of range.
-template <class Options>
-endpoint local_endpoint(const Options& opts, ibv_context* ctx, const ibv_port_attr& port,
-                        const gid_entry& gid, std::uint32_t qpn, std::span<std::byte> memory,
-                        std::uint32_t rkey) {
-    endpoint local{};
-    local.qpn = qpn;
-    local.psn = random_psn();
-    local.lid = port.lid;
-    local.gid = gid.gid;
-    local.mtu = static_cast<std::uint16_t>(mtu_bytes(port.active_mtu));
-    // opts passed check_qp_settings when the connection or resources were made.
-    if (opts.max_mtu) local.mtu = std::min(local.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
-    const ibv_device_attr caps = query_device(ctx);
-    local.initiator_depth = rd_atomic_depth(ctx, opts.initiator_depth, caps.max_qp_init_rd_atom,
-                                            "initiator_depth", "max_qp_init_rd_atom");
-    local.responder_resources = rd_atomic_depth(ctx, opts.responder_resources,
-                                                caps.max_qp_rd_atom, "responder_resources",
-                                                "max_qp_rd_atom");
-    if (opts.remote_access != 0) {
-        local.remote_addr = reinterpret_cast<std::uintptr_t>(memory.data());
-        local.rkey = rkey;
-        local.remote_len = memory.size();
-    }
-    return local;
-}
+/// the memory token of `memory` (its address, `rkey` and length). Throws
+/// rcq::error for a setting out of range.
+RCQ_DECL endpoint local_endpoint(const qp_settings& opts, ibv_context* ctx,
+                                 const ibv_port_attr& port, const gid_entry& gid,
+                                 std::uint32_t qpn, std::span<std::byte> memory,
+                                 std::uint32_t rkey);
 
 /// The attributes of INIT -> RTR and RTR -> RTS.
 struct transition_attrs {
@@ -253,80 +268,20 @@ struct transition_attrs {
 
 /// The transitions towards `remote` with the settings both sides agree on
 /// (rcq::agree: path MTU, READ/atomic depths) and our own (GID, port, traffic
-/// class, service level, retries; opts.ack_timeout where Options has it).
-template <class Options>
-transition_attrs agreed_transitions(const Options& opts, const gid_entry& gid,
-                                    const endpoint& local, const endpoint& remote) {
-    const agreed_settings agreed = agree(local, remote);
-    transition_attrs t;
-    t.rtr = {
-        .dest_qpn = remote.qpn,
-        .rq_psn = remote.psn,
-        .dlid = remote.lid,
-        .dgid = remote.gid,
-        .sgid_index = static_cast<std::uint8_t>(gid.index),
-        .port_num = opts.port,
-        .path_mtu = agreed.path_mtu,
-        .traffic_class = opts.traffic_class,
-        .sl = opts.service_level,
-        .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
-    };
-    t.rts = {.sq_psn = local.psn,
-             .retry_cnt = opts.retry_cnt,
-             .rnr_retry = opts.rnr_retry,
-             .max_rd_atomic = agreed.max_rd_atomic};
-    if constexpr (requires { { opts.ack_timeout } -> std::convertible_to<std::uint8_t>; })
-        t.rts.timeout = opts.ack_timeout;
-    return t;
-}
+/// class, service level, retries, ACK timeout).
+RCQ_DECL transition_attrs agreed_transitions(const qp_settings& opts, const gid_entry& gid,
+                                             const endpoint& local, const endpoint& remote);
 
 /// INIT -> RTR -> RTS with `t`, narrated; `mtu_source` says where the path
 /// MTU came from.
 RCQ_DECL qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transition_attrs& t,
                                     const std::string& mtu_source, const narrator& say);
 
-/// Refuses, before anything is opened, every value of the QP settings in
-/// `opts` (rcq::connection_options, rcq::resources_options) that no device
-/// takes, with EINVAL naming `type` and the field. What depends on the
-/// device, such as a GID index past its table or a depth past its limits, is
-/// refused by the step that meets it.
-template <class Options>
-void check_qp_settings(const Options& opts, const char* type) {
-    auto refuse = [type](const std::string& what, const std::string& hint) {
-        throw_invalid(std::string(type) + "::" + what, hint);
-    };
-    if (opts.port == 0) refuse("port 0 is not a port", "ports count from 1; most devices have only port 1");
-    if (opts.gid_index && (*opts.gid_index < 0 || *opts.gid_index > 255))
-        refuse("gid_index " + std::to_string(*opts.gid_index) + " is out of range",
-               "a GID index is 0 to 255 (the address vector's sgid_index is 8 bits); leave it "
-               "unset for the port's RoCE v2 GID");
-    if (opts.max_mtu && !mtu_from_bytes(static_cast<unsigned>(std::max(*opts.max_mtu, 0))))
-        refuse("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
-               "choose 256, 512, 1024, 2048 or 4096");
-    for (auto [value, name] : {std::pair{opts.initiator_depth, "initiator_depth"},
-                               std::pair{opts.responder_resources, "responder_resources"}})
-        if (value && (*value < 0 || *value > 255))
-            refuse(std::string(name) + " " + std::to_string(*value) + " is out of range",
-                   "ask for 0 to 255 (and at most what the device allows), or leave it unset");
-    if (opts.service_level > 15)
-        refuse("service_level " + std::to_string(opts.service_level) + " is out of range",
-               "choose 0 to 15");
-    if (opts.retry_cnt > 7 || opts.rnr_retry > 7)
-        refuse("retry_cnt " + std::to_string(opts.retry_cnt) + " / rnr_retry " +
-                   std::to_string(opts.rnr_retry) + ": out of range",
-               "both are 3-bit counts, 0 to 7 (7: retry for ever)");
-    constexpr unsigned remote_bits =
-        IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
-    if ((opts.remote_access & ~remote_bits) != 0)
-        refuse("remote_access 0x" + hex(opts.remote_access) + " has bits other than "
-                   "IBV_ACCESS_REMOTE_WRITE, _READ and _ATOMIC",
-               "give only the remote access the peer gets; local write is always on");
-    if constexpr (requires { opts.completion_timeout; })
-        if (opts.completion_timeout <= std::chrono::milliseconds::zero())
-            refuse("completion_timeout " + std::to_string(opts.completion_timeout.count()) +
-                       " ms: it must be positive",
-                   "for no time limit, give std::chrono::milliseconds::max()");
-}
+/// Refuses, before anything is opened, every value of the QP settings
+/// `opts` that no device takes, with EINVAL naming `type` (the options
+/// type) and the field. What depends on the device, such as a GID index past
+/// its table or a depth past its limits, is refused by the step that meets it.
+RCQ_DECL void check_qp_settings(const qp_settings& opts, const char* type);
 
 /// "ours 1024, the peer's 4096": where the agreed path MTU came from.
 RCQ_DECL std::string mtu_source(const endpoint& local, const endpoint& remote);

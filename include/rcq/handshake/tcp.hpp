@@ -7,7 +7,6 @@
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>
-#include <rcq/detail/tcp_arrival.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/secret.hpp>
@@ -213,10 +212,6 @@ private:
     // "30 s" or "500 ms", for messages.
     RCQ_DECL std::string budget_text() const;
 
-    static std::string host_port(const std::string& host, std::uint16_t port) {
-        return detail::host_port(host, port);
-    }
-
     // The step description that socket errors start with.
     RCQ_DECL std::string doing(const std::string& action) const;
 
@@ -227,14 +222,7 @@ private:
     }
 
     // Called once the peer is there: the rest has a budget of its own.
-    void connected() {
-        talk_ = deadline::after(timeout_);
-        detail::send_at_once(conn_.get());
-    }
-
-    detail::addrinfo_list resolve(const char* host, int flags, int& gai_error) const {
-        return detail::resolve_tcp(host, port_, flags, gai_error);
-    }
+    RCQ_DECL void connected();
 
     RCQ_DECL void listen();
 

@@ -5,6 +5,8 @@
 
 #include <rcq/agreement.hpp>
 
+#include <algorithm>
+
 namespace rcq {
 
 agreed_settings agree(const endpoint& local, const endpoint& remote) {

@@ -2,10 +2,10 @@
 // templates, for a program built with RCQ_SEPARATE_COMPILATION.
 //
 // In that mode the headers only declare these functions (the endpoint codec,
-// the TCP handshake, device and GID choice, QP creation and transitions,
-// error text). Exactly one source file of the program includes this header,
-// with RCQ_SEPARATE_COMPILATION defined there as in every other translation
-// unit:
+// the TCP handshake, device and GID choice, the options checks, QP creation
+// and transitions, the owned buffer's mapping, error text). Exactly one source
+// file of the program includes this header, with RCQ_SEPARATE_COMPILATION
+// defined there as in every other translation unit:
 //
 //     // rcq_src.cpp
 //     #include <rcq/impl/src.hpp>
@@ -20,6 +20,9 @@
 #endif
 
 #include <rcq/impl/agreement.ipp>
+#include <rcq/impl/buffer/owned.ipp>
+#include <rcq/impl/connection.ipp>
+#include <rcq/impl/cq.ipp>
 #include <rcq/impl/deadline.ipp>
 #include <rcq/impl/detail/auth.ipp>
 #include <rcq/impl/detail/hex.ipp>
@@ -32,6 +35,7 @@
 #include <rcq/impl/error.ipp>
 #include <rcq/impl/gid.ipp>
 #include <rcq/impl/handshake/tcp.ipp>
+#include <rcq/impl/mr.ipp>
 #include <rcq/impl/qp.ipp>
 #include <rcq/impl/secret.ipp>
 #include <rcq/impl/work_completion.ipp>

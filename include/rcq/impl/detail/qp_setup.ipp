@@ -7,11 +7,17 @@
 #include <rcq/deadline.hpp>
 #include <rcq/work_completion.hpp>
 
-#include <string_view>
-
+#include <algorithm>
+#include <ostream>
 #include <random>
+#include <string_view>
+#include <utility>
 
 namespace rcq::detail {
+
+void narrator::operator()(std::string_view line) const {
+    if (out != nullptr) *out << "[rcq] " << line << '\n' << std::flush;
+}
 
 std::uint32_t random_psn() {
     return std::random_device{}() & 0xffffff;
@@ -114,6 +120,91 @@ qp<state::rts> walk_to_rts(qp<state::init>&& initialized, const transition_attrs
         std::to_string(rts.retry_cnt) + ", rnr_retry " + std::to_string(rts.rnr_retry) +
         ", up to " + std::to_string(rts.max_rd_atomic) + " READs/atomics outstanding)");
     return ready_to_send;
+}
+
+endpoint local_endpoint(const qp_settings& opts, ibv_context* ctx, const ibv_port_attr& port,
+                        const gid_entry& gid, std::uint32_t qpn, std::span<std::byte> memory,
+                        std::uint32_t rkey) {
+    endpoint local{};
+    local.qpn = qpn;
+    local.psn = random_psn();
+    local.lid = port.lid;
+    local.gid = gid.gid;
+    local.mtu = static_cast<std::uint16_t>(mtu_bytes(port.active_mtu));
+    // opts passed check_qp_settings when the connection or resources were made.
+    if (opts.max_mtu) local.mtu = std::min(local.mtu, static_cast<std::uint16_t>(*opts.max_mtu));
+    const ibv_device_attr caps = query_device(ctx);
+    local.initiator_depth = rd_atomic_depth(ctx, opts.initiator_depth, caps.max_qp_init_rd_atom,
+                                            "initiator_depth", "max_qp_init_rd_atom");
+    local.responder_resources = rd_atomic_depth(ctx, opts.responder_resources,
+                                                caps.max_qp_rd_atom, "responder_resources",
+                                                "max_qp_rd_atom");
+    if (opts.remote_access != 0) {
+        local.remote_addr = reinterpret_cast<std::uintptr_t>(memory.data());
+        local.rkey = rkey;
+        local.remote_len = memory.size();
+    }
+    return local;
+}
+
+transition_attrs agreed_transitions(const qp_settings& opts, const gid_entry& gid,
+                                    const endpoint& local, const endpoint& remote) {
+    const agreed_settings agreed = agree(local, remote);
+    transition_attrs t;
+    t.rtr = {
+        .dest_qpn = remote.qpn,
+        .rq_psn = remote.psn,
+        .dlid = remote.lid,
+        .dgid = remote.gid,
+        .sgid_index = static_cast<std::uint8_t>(gid.index),
+        .port_num = opts.port,
+        .path_mtu = agreed.path_mtu,
+        .traffic_class = opts.traffic_class,
+        .sl = opts.service_level,
+        .max_dest_rd_atomic = agreed.max_dest_rd_atomic,
+    };
+    t.rts = {.sq_psn = local.psn,
+             .timeout = opts.ack_timeout,
+             .retry_cnt = opts.retry_cnt,
+             .rnr_retry = opts.rnr_retry,
+             .max_rd_atomic = agreed.max_rd_atomic};
+    return t;
+}
+
+void check_qp_settings(const qp_settings& opts, const char* type) {
+    auto refuse = [type](const std::string& what, const std::string& hint) {
+        throw_invalid(std::string(type) + "::" + what, hint);
+    };
+    if (opts.port == 0) refuse("port 0 is not a port", "ports count from 1; most devices have only port 1");
+    if (opts.gid_index && (*opts.gid_index < 0 || *opts.gid_index > 255))
+        refuse("gid_index " + std::to_string(*opts.gid_index) + " is out of range",
+               "a GID index is 0 to 255 (the address vector's sgid_index is 8 bits); leave it "
+               "unset for the port's RoCE v2 GID");
+    if (opts.max_mtu && !mtu_from_bytes(static_cast<unsigned>(std::max(*opts.max_mtu, 0))))
+        refuse("max_mtu " + std::to_string(*opts.max_mtu) + " is not a path MTU",
+               "choose 256, 512, 1024, 2048 or 4096");
+    for (auto [value, name] : {std::pair{opts.initiator_depth, "initiator_depth"},
+                               std::pair{opts.responder_resources, "responder_resources"}})
+        if (value && (*value < 0 || *value > 255))
+            refuse(std::string(name) + " " + std::to_string(*value) + " is out of range",
+                   "ask for 0 to 255 (and at most what the device allows), or leave it unset");
+    if (opts.service_level > 15)
+        refuse("service_level " + std::to_string(opts.service_level) + " is out of range",
+               "choose 0 to 15");
+    if (opts.retry_cnt > 7 || opts.rnr_retry > 7)
+        refuse("retry_cnt " + std::to_string(opts.retry_cnt) + " / rnr_retry " +
+                   std::to_string(opts.rnr_retry) + ": out of range",
+               "both are 3-bit counts, 0 to 7 (7: retry for ever)");
+    constexpr unsigned remote_bits =
+        IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
+    if ((opts.remote_access & ~remote_bits) != 0)
+        refuse("remote_access 0x" + hex(opts.remote_access) + " has bits other than "
+                   "IBV_ACCESS_REMOTE_WRITE, _READ and _ATOMIC",
+               "give only the remote access the peer gets; local write is always on");
+    if (opts.completion_timeout && *opts.completion_timeout <= std::chrono::milliseconds::zero())
+        refuse("completion_timeout " + std::to_string(opts.completion_timeout->count()) +
+                   " ms: it must be positive",
+               "for no time limit, give std::chrono::milliseconds::max()");
 }
 
 std::string mtu_source(const endpoint& local, const endpoint& remote) {

@@ -5,6 +5,7 @@
 
 #include <rcq/handshake/tcp.hpp>
 #include <rcq/detail/sleep.hpp>
+#include <rcq/detail/tcp_arrival.hpp>
 #include <rcq/detail/tcp_go_ahead.hpp>
 
 #include <algorithm>
@@ -142,6 +143,11 @@ std::string tcp::doing(const std::string& action) const {
     return role() + ": " + action + " " + peer_ + " (budget " + budget_text() + ")";
 }
 
+void tcp::connected() {
+    talk_ = deadline::after(timeout_);
+    detail::send_at_once(conn_.get());
+}
+
 void tcp::listen() {
     // Room in the backlog for the connections read at once while waiting.
     auto bound = detail::tcp_listen(host_, port_, static_cast<int>(max_waiting), role());
@@ -272,7 +278,7 @@ int tcp::try_connect(const addrinfo& ai, const deadline& dl) {
         // EINTR: the connection attempt goes on in the background.
         if (errno != EINPROGRESS && errno != EINTR) return errno;
         if (!detail::wait_for(fd.get(), POLLOUT, dl,
-                              role() + ": connecting to " + host_port(host_, port_)))
+                              role() + ": connecting to " + detail::host_port(host_, port_)))
             return ETIMEDOUT;
         int err = 0;
         socklen_t len = sizeof err;
@@ -285,7 +291,7 @@ int tcp::try_connect(const addrinfo& ai, const deadline& dl) {
 
 void tcp::connect_with_retry() {
     const auto& dl = wait_budget();
-    auto where = host_port(host_, port_);
+    auto where = detail::host_port(host_, port_);
     peer_ = where;
     std::chrono::milliseconds backoff{50};
     std::string last_error = "none";
@@ -293,7 +299,7 @@ void tcp::connect_with_retry() {
     for (;;) {
         bool retry = false;
         int gai = 0;
-        auto list = resolve(host_.c_str(), 0, gai);
+        auto list = detail::resolve_tcp(host_.c_str(), port_, 0, gai);
         if (!list) {
             if (gai != EAI_AGAIN)
                 throw_invalid(
