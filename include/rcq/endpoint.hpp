@@ -6,13 +6,7 @@
 #include <rcq/detail/dependent_false.hpp>
 #include <rcq/error.hpp>
 
-#include <boost/hana/accessors.hpp>
 #include <boost/hana/define_struct.hpp>
-#include <boost/hana/first.hpp>
-#include <boost/hana/length.hpp>
-#include <boost/hana/second.hpp>
-#include <boost/hana/string.hpp>
-#include <boost/hana/unpack.hpp>
 
 #include <array>
 #include <concepts>
@@ -34,9 +28,10 @@ using gid_bytes = std::array<std::uint8_t, 16>;
 ///
 /// The member list below is the single source of truth for both wire forms:
 /// encode/decode and to_text/from_text walk it through Hana's reflection, so
-/// a member added here is carried by every transport without further edits
+/// a member added here is carried by every transport without further code
 /// (only its kind must be an unsigned integer or a byte array). Changing the
-/// list changes the wire format: bump endpoint_wire_version when doing so.
+/// list changes the wire format: bump endpoint_wire_version and correct
+/// endpoint_wire_size, which the codec checks against this list at compile time.
 struct endpoint {
     BOOST_HANA_DEFINE_STRUCT(endpoint,
         (std::uint32_t, qpn),          // queue pair number (24 bits used)
@@ -100,30 +95,10 @@ struct wire_field<std::array<std::uint8_t, N>> {
     }
 };
 
-// The type of the member an accessor pair refers to.
-template <class Pair>
-using member_type = std::remove_cvref_t<decltype(boost::hana::second(std::declval<Pair>())(
-    std::declval<endpoint&>()))>;
-
-template <class Pair>
-constexpr std::string_view member_name(const Pair& pair) {
-    return boost::hana::to<char const*>(boost::hana::first(pair));
-}
-
-constexpr std::size_t endpoint_payload_size() {
-    return boost::hana::unpack(boost::hana::accessors<endpoint>(), [](auto... pairs) {
-        return (std::size_t{0} + ... + wire_field<member_type<decltype(pairs)>>::size);
-    });
-}
-
 // Header: magic "RCQE", version (u16), payload length (u16), all big-endian.
 inline constexpr std::array<std::byte, 4> endpoint_magic{std::byte{'R'}, std::byte{'C'},
                                                          std::byte{'Q'}, std::byte{'E'}};
 inline constexpr std::size_t endpoint_header_size = 8;
-
-static_assert(endpoint_payload_size() <= 0xffff, "the header's payload length field is 16 bits");
-static_assert(decltype(boost::hana::length(boost::hana::accessors<endpoint>()))::value <= 32,
-              "from_text tracks the keys it has seen in a 32-bit mask");
 
 } // namespace detail
 
@@ -131,9 +106,11 @@ static_assert(decltype(boost::hana::length(boost::hana::accessors<endpoint>())):
 /// Version 2 added mtu, initiator_depth and responder_resources.
 inline constexpr std::uint16_t endpoint_wire_version = 2;
 
-/// Size of an encoded endpoint: 8 bytes of header plus the members.
-inline constexpr std::size_t endpoint_wire_size =
-    detail::endpoint_header_size + detail::endpoint_payload_size();
+/// Size of an encoded endpoint: 8 bytes of header plus the members (50 bytes
+/// in version 2). Stated here rather than summed through the reflection so that
+/// a program including this header does not instantiate it; the codec checks
+/// at compile time that the figure matches the member list.
+inline constexpr std::size_t endpoint_wire_size = detail::endpoint_header_size + 50;
 
 /// from_text refuses longer input before looking at it.
 inline constexpr std::size_t endpoint_text_max = 1024;

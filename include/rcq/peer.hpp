@@ -8,7 +8,7 @@
 #include <rcq/qp.hpp>
 
 #include <cstdint>
-#include <ostream>
+#include <iosfwd>
 #include <utility>
 
 namespace rcq {

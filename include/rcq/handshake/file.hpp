@@ -20,7 +20,6 @@
 #include <ctime>
 #include <filesystem>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <utility>

@@ -7,7 +7,13 @@
 #include <rcq/detail/hex.hpp>
 #include <rcq/error.hpp>
 
+#include <boost/hana/accessors.hpp>
+#include <boost/hana/first.hpp>
 #include <boost/hana/for_each.hpp>
+#include <boost/hana/length.hpp>
+#include <boost/hana/second.hpp>
+#include <boost/hana/string.hpp>
+#include <boost/hana/unpack.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +24,29 @@
 namespace rcq {
 
 namespace detail {
+
+// The type of the member an accessor pair refers to.
+template <class Pair>
+using member_type = std::remove_cvref_t<decltype(boost::hana::second(std::declval<Pair>())(
+    std::declval<endpoint&>()))>;
+
+template <class Pair>
+constexpr std::string_view member_name(const Pair& pair) {
+    return boost::hana::to<char const*>(boost::hana::first(pair));
+}
+
+constexpr std::size_t endpoint_payload_size() {
+    return boost::hana::unpack(boost::hana::accessors<endpoint>(), [](auto... pairs) {
+        return (std::size_t{0} + ... + wire_field<member_type<decltype(pairs)>>::size);
+    });
+}
+
+static_assert(endpoint_header_size + endpoint_payload_size() == endpoint_wire_size,
+              "rcq::endpoint_wire_size must be the header plus the members' wire sizes: "
+              "update it (and bump endpoint_wire_version) after changing the member list");
+static_assert(endpoint_payload_size() <= 0xffff, "the header's payload length field is 16 bits");
+static_assert(decltype(boost::hana::length(boost::hana::accessors<endpoint>()))::value <= 32,
+              "from_text tracks the keys it has seen in a 32-bit mask");
 
 inline void append_hex(std::string& out, std::uint64_t value) {
     out += "0x" + hex(value);
