@@ -11,7 +11,14 @@
 # three times; the best wall time and the best user CPU time count (user CPU
 # is the steadier figure on a shared machine).
 #
-#   bench/compile_time.sh [--out FILE]
+#   bench/compile_time.sh [--out FILE] [--instructions]
+#
+# --instructions also counts the instructions the compiler executes (valgrind's
+# callgrind over the driver and the compiler and assembler it starts) for the
+# raw server and the two forms of the rcq server that include their own
+# headers: unlike the times, these counts do not move with the host's load or
+# speed, so their ratios compare runs on different machines. It adds about
+# six minutes on 2 cores (four of them for the header-only server).
 #
 # CXX (default c++) and CXXFLAGS (default -std=c++20 -O2) are taken from the
 # environment. Prints the figures and writes them into FILE (default
@@ -21,16 +28,27 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 out=$here/results/latest.md
-if [[ ${1:-} == --out ]]; then out=$2; fi
+count=0
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --out) out=$2; shift 2 ;;
+        --instructions) count=1; shift ;;
+        *) echo "usage: bench/compile_time.sh [--out FILE] [--instructions]" >&2; exit 2 ;;
+    esac
+done
 cxx=${CXX:-c++}
 read -ra flags <<<"${CXXFLAGS:--std=c++20 -O2}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# GNU time (Debian's `time` package) reports wall and user CPU time.
-if [[ ! -x /usr/bin/time ]]; then
+# GNU time (Debian's `time` package) reports wall and user CPU time;
+# valgrind counts instructions.
+need=()
+[[ -x /usr/bin/time ]] || need+=(time)
+[[ $count -eq 0 ]] || command -v valgrind >/dev/null || need+=(valgrind)
+if [[ ${#need[@]} -gt 0 ]]; then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo=sudo
-    $sudo apt-get install -y -q --no-install-recommends time >/dev/null
+    $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # best_of_3 SOURCE [EXTRA FLAGS...]: "WALL USER", the shortest of three wall
@@ -50,6 +68,17 @@ best_of_3() {
         fi
     done
     echo "$best_wall $best_user"
+}
+
+# instructions SOURCE [EXTRA FLAGS...]: millions of instructions executed to
+# compile SOURCE, summed over the driver and every process it starts.
+instructions() {
+    local src=$1
+    shift
+    rm -f "$tmp"/cg.*
+    valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.%p" \
+        "$cxx" "${flags[@]}" "$@" -I"$repo/include" -c "$src" -o "$tmp/out.o" >/dev/null 2>&1
+    awk '/^summary:/ { n += $2 } END { printf "%.0f", n / 1e6 }' "$tmp"/cg.*
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
@@ -76,6 +105,15 @@ row "rcq, RCQ_SEPARATE_COMPILATION, own includes" "$own_sep_wall" "$own_sep_user
 row "rcq, RCQ_SEPARATE_COMPILATION, with <rcq/rcq.hpp>" "$all_sep_wall" "$all_sep_user"
 row "  + rcq_src.cpp (<rcq/impl/src.hpp>), once per program" "$src_wall" "$src_user"
 echo "($version, ${flags[*]}, best of 3; seconds)"
+if [[ $count -eq 1 ]]; then
+    raw_ins=$(instructions "$here/compile_time/raw_server.cpp")
+    own_ins=$(instructions "$server")
+    own_sep_ins=$(instructions "$server" "$sep")
+    printf '%-58s %12s %9s\n' "instructions (millions)" "" "/raw"
+    printf '%-58s %12s %9s\n' "raw verbs" "$raw_ins" "1.0x"
+    printf '%-58s %12s %9s\n' "rcq, header-only, own includes" "$own_ins" "$(ratio "$own_ins" "$raw_ins")x"
+    printf '%-58s %12s %9s\n' "rcq, RCQ_SEPARATE_COMPILATION, own includes" "$own_sep_ins" "$(ratio "$own_sep_ins" "$raw_ins")x"
+fi
 
 # Replace the section between the markers, or append it.
 section=$(
@@ -93,6 +131,16 @@ section=$(
     echo "| rcq server, \`RCQ_SEPARATE_COMPILATION\`, its own includes | $own_sep_wall | $own_sep_user | $(ratio "$own_sep_wall" "$raw_wall")x | $(ratio "$own_sep_user" "$raw_user")x |"
     echo "| rcq server, \`RCQ_SEPARATE_COMPILATION\`, with \`<rcq/rcq.hpp>\` | $all_sep_wall | $all_sep_user | $(ratio "$all_sep_wall" "$raw_wall")x | $(ratio "$all_sep_user" "$raw_user")x |"
     echo "| \`examples/rcq_src.cpp\` (\`<rcq/impl/src.hpp>\`), compiled once per program in that mode | $src_wall | $src_user | | |"
+    if [[ $count -eq 1 ]]; then
+        echo
+        echo "Instructions the compiler executed (valgrind's callgrind, driver, compiler and assembler), which do not vary with the host's load:"
+        echo
+        echo "| program | millions | / raw |"
+        echo "| --- | ---: | ---: |"
+        echo "| raw verbs server | $raw_ins | 1.0x |"
+        echo "| rcq server, header-only, its own includes | $own_ins | $(ratio "$own_ins" "$raw_ins")x |"
+        echo "| rcq server, \`RCQ_SEPARATE_COMPILATION\`, its own includes | $own_sep_ins | $(ratio "$own_sep_ins" "$raw_ins")x |"
+    fi
     echo
     echo "Compiler: $version, flags \`${flags[*]}\`."
     echo "<!-- compile-time: end -->"
