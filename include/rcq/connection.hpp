@@ -77,11 +77,10 @@ struct connection_options {
 };
 
 namespace detail {
-/// `opts`, once every setting has been found one that some device can take
-/// (check_qp_settings, and a CQ deep enough for both queues); throws
-/// rcq::error (EINVAL) naming the field otherwise. What depends on the
-/// device, such as a GID index past its table, is refused by the step that
-/// meets it.
+/// Returns `opts` after refusing, with rcq::error (EINVAL) naming the field,
+/// every setting that no device takes: those check_qp_settings refuses, and
+/// a cq_depth too small for both queues. What depends on the device, such as
+/// a GID index past its table, is refused by the step that meets it.
 RCQ_DECL const connection_options& check_connection_options(const connection_options& opts);
 } // namespace detail
 
@@ -378,8 +377,9 @@ private:
             init = handshake_.init_attributes(opts.remote_access);
         auto initialized = detail::create_in_init(core_.pd, core_.cq, opts.caps, init, narrate);
         const detail::qp_settings qp_opts = detail::qp_settings_of(opts);
-        local_ = detail::local_endpoint(qp_opts, core_.ctx, core_.port, core_.gid, initialized.qp_num(),
-                                        core_.buffer.bytes(), core_.buffer.rkey());
+        local_ = detail::local_endpoint(qp_opts, core_.ctx, core_.port, core_.gid,
+                                        initialized.qp_num(), core_.buffer.bytes(),
+                                        core_.buffer.rkey());
         remote_ = detail::exchange_endpoints(handshake_, local_, narrate);
         detail::transition_attrs t;
         std::string mtu_source;

@@ -183,8 +183,9 @@ public:
     /// an option out of range.
     template <class State>
     endpoint local_endpoint(const qp<State>& q) const {
-        return detail::local_endpoint(detail::qp_settings_of(opts_), core_.ctx, core_.port, core_.gid, q.qp_num(),
-                                      core_.buffer.bytes(), core_.buffer.rkey());
+        return detail::local_endpoint(detail::qp_settings_of(opts_), core_.ctx, core_.port,
+                                      core_.gid, q.qp_num(), core_.buffer.bytes(),
+                                      core_.buffer.rkey());
     }
 
     /// INIT -> RTR -> RTS of `q` against the peer's endpoint `remote`, with
