@@ -78,23 +78,6 @@ void post_recv(connection& conn, std::uint32_t size) {
     if (int rc = conn.post_recv(max_size, size, 1); rc != 0) rcq::throw_error("ibv_post_recv", {}, rc);
 }
 
-// Sends from offset 0 and waits until that SEND and the peer's next message
-// have both completed; returns the message's length.
-std::uint32_t send_and_receive(connection& conn, std::uint32_t size, bool send_first, int round) {
-    bool sent = false, received = false;
-    std::uint32_t got = 0;
-    auto send = [&] {
-        if (int rc = conn.post_send(0, size, 2); rc != 0) rcq::throw_error("ibv_post_send", {}, rc);
-    };
-    if (send_first) send();
-    while (!(received && (sent || !send_first))) {
-        const ibv_wc wc = conn.wait("round " + std::to_string(round) + " of the ping-pong");
-        if (wc.opcode == IBV_WC_SEND) sent = true;
-        else if (wc.opcode == IBV_WC_RECV) received = true, got = wc.byte_len;
-    }
-    return got;
-}
-
 int run(const options& o) {
     rcq::connection_options copts;
     copts.device = o.device;
@@ -125,12 +108,16 @@ int run(const options& o) {
         if (client) {
             post_recv(conn, size); // before the SEND: the reply can only follow it
             for (std::uint32_t i = 0; i < size; ++i) out[i] = std::byte(static_cast<std::uint8_t>(round * 31 + i));
-            const std::uint32_t got = send_and_receive(conn, size, true, round);
+            if (int rc = conn.post_send(0, size, 2); rc != 0) rcq::throw_error("ibv_post_send", {}, rc);
+            // The reply's RECV may complete before our SEND does (its ACK can
+            // follow the reply): each wait sets the other completion aside.
+            conn.wait_for(2, "our message of round " + std::to_string(round));
+            const std::uint32_t got = conn.wait_recv("the reply of round " + std::to_string(round)).byte_len;
             if (got != size || std::memcmp(in.data(), out.data(), size) != 0)
                 rcq::throw_invalid("round " + std::to_string(round) + ": the reply is not our message sent back",
                                    "ibv_rc_pingpong's server replies from the buffer it received into");
         } else {
-            const std::uint32_t got = send_and_receive(conn, size, false, round);
+            const std::uint32_t got = conn.wait_recv("the message of round " + std::to_string(round)).byte_len;
             if (got != size)
                 rcq::throw_invalid("round " + std::to_string(round) + ": received " + std::to_string(got) +
                                    " bytes, expected " + std::to_string(size), "give both sides the same -s");
@@ -142,8 +129,9 @@ int run(const options& o) {
             if (round + 1 < o.iters) post_recv(conn, size);
             std::memcpy(out.data(), in.data(), size); // echo, as the stock server does
             if (int rc = conn.post_send(0, size, 2); rc != 0) rcq::throw_error("ibv_post_send", {}, rc);
-            const ibv_wc wc = conn.wait("the echo of round " + std::to_string(round));
-            if (wc.opcode != IBV_WC_SEND) rcq::throw_invalid("expected the echo's SEND completion");
+            // The client's next message may complete here before our echo's
+            // SEND does: wait_for() sets it aside for the next wait_recv().
+            conn.wait_for(2, "the echo of round " + std::to_string(round));
         }
     }
     const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();

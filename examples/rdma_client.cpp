@@ -37,20 +37,11 @@ int main(int argc, char** argv) {
                 rcq::throw_error("ibv_post_send", {}, rc);
             say("posted a SEND of " + std::to_string(size) + " bytes");
 
-            // The SEND's completion (the server's ACK) and the reply may complete
-            // in either order: an ACK lost on the wire is resent after the reply.
-            std::optional<ibv_wc> reply_wc;
-            for (bool sent = false; !sent || !reply_wc;) {
-                const ibv_wc wc = conn.wait(sent ? "the server's reply (RECV)"
-                                                 : "the SEND to the server and the reply");
-                if (wc.wr_id == 2) {
-                    sent = true;
-                    say("SEND completed: the server acknowledged it");
-                } else {
-                    reply_wc = wc;
-                }
-            }
-            const ibv_wc got = *reply_wc;
+            // The reply may complete before our SEND does (the server's ACK
+            // can follow its reply): wait_for() sets the reply aside.
+            conn.wait_for(2, "the SEND to the server");
+            say("SEND completed: the server acknowledged it");
+            const ibv_wc got = conn.wait_recv("the server's reply (RECV)");
             const auto reply = conn.buffer().subspan(reply_at, got.byte_len);
             if (got.byte_len != size)
                 rcq::throw_invalid("received " + std::to_string(got.byte_len) +

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
             example::post_closing_recv(conn);
             conn.ready();
 
-            const ibv_wc got = conn.wait("the client's message (RECV)");
+            const ibv_wc got = conn.wait_recv("the client's message (RECV)");
             const auto message = conn.buffer().first(got.byte_len);
             if (got.byte_len != size)
                 rcq::throw_invalid("received " + std::to_string(got.byte_len) +
@@ -47,7 +47,9 @@ int main(int argc, char** argv) {
             if (int rc = conn.post_send(0, size, 2); rc != 0)
                 rcq::throw_error("ibv_post_send", {}, rc);
             say("posted a SEND of " + std::to_string(size) + " bytes");
-            conn.wait("the reply to the client (SEND)");
+            // The client's closing "ok" may complete before this SEND does
+            // (the ACK can follow it): wait_for() sets it aside for later.
+            conn.wait_for(2, "the reply to the client (SEND)");
             say("SEND completed: the client acknowledged the reply");
             example::closing_exchange(conn, say);
             say("done");

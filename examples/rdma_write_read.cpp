@@ -74,14 +74,14 @@ int serve(const example::options& opt, auto say) {
                     remote_options(opt));
     post_recv(conn, 1);
     conn.ready();
-    say("client says: \"" + text_of(conn, conn.wait("the client's greeting")) + "\"");
+    say("client says: \"" + text_of(conn, conn.wait_recv("the client's greeting")) + "\"");
     post_recv(conn, 2); // for the client's "done", before it can be sent
     example::post_closing_recv(conn, closing_at); // then for its closing "ok"
     send_text(conn, "hello from the server", 3);
-    conn.wait("the reply (SEND)");
+    conn.wait_for(3, "the reply (SEND)"); // the "done" may complete first: set aside
     say("replied; now the client WRITEs into this buffer and READs it back");
 
-    const ibv_wc done = conn.wait("the client's \"done\"");
+    const ibv_wc done = conn.wait_recv("the client's \"done\"");
     const std::string said = text_of(conn, done);
     // The length comes from the peer: checked against the area it may write.
     const std::size_t length = example::length_from_peer(said, "done ", readback_at - written_at);
