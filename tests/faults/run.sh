@@ -9,6 +9,7 @@
 # (SEND both ways, RDMA WRITE and READ) with every byte checked (side.sh
 # says which settings run with which retry_cnt):
 #   none, loss 1%, loss 5%, loss 20%, duplicate 5%, delay 1ms reorder 25%.
+# A setting that fails is run once more by both sides (see side.sh).
 # Then, in the server's VM alone, a client kills itself (SIGKILL) half-way
 # through a phase, once while the survivor sends and once while it receives:
 # the survivor must fail with a clear error within DEAD_PEER_BOUND seconds of
