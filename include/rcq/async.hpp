@@ -2,6 +2,8 @@
 // newer); not part of <rcq/rcq.hpp>, which needs only Boost.Hana.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/async/cq.hpp>
 #include <rcq/async/error.hpp>
 #include <rcq/async/qp.hpp>

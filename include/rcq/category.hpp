@@ -1,6 +1,8 @@
 // rcq/category.hpp - the tags that sort policies into categories.
 #pragma once
 
+#include <rcq/config.hpp>
+
 namespace rcq {
 
 /// A policy says which category it belongs to with a member type:

@@ -1,5 +1,12 @@
-// rcq/config.hpp - compiler switches shared by every rcq header.
+// rcq/config.hpp - compiler switches shared by every rcq header, each of
+// which includes it first.
 #pragma once
+
+// rcq is written in C++20 (concepts, std::span, designated initializers).
+// Without this, an older -std would meet a long list of errors instead.
+#if __cplusplus < 202002L
+#error "rcq needs C++20: compile with -std=c++20 (g++ 12, clang 14 or newer); CMake's rcq::rcq target and Conan ask for it, pkg-config's flags do not"
+#endif
 
 /// Forces inlining of the post and poll paths, so that rcq's wrappers compile
 /// down to the one indirect call that libibverbs itself inlines.

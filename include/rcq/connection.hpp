@@ -1,6 +1,8 @@
 // rcq/connection.hpp - one connected RC queue pair, composed from policies.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/agreement.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/cq.hpp>

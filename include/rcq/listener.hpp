@@ -2,6 +2,8 @@
 // on the shared resources of a process.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/endpoint.hpp>
 #include <rcq/handshake/tcp_link.hpp>
 #include <rcq/handshake/tcp_listener.hpp>

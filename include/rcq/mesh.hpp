@@ -2,6 +2,8 @@
 // other rank, all on one rcq::resources.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>
 #include <rcq/qp.hpp>

@@ -1,6 +1,8 @@
 // rcq/pd.hpp - a protection domain.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/detail/handle.hpp>
 #include <rcq/device.hpp>
 #include <rcq/error.hpp>

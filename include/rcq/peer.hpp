@@ -2,6 +2,8 @@
 // handshake learned.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/detail/qp_setup.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/policy.hpp>

@@ -1,6 +1,8 @@
 // rcq/policy.hpp - the concept each category of policy must satisfy.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/deadline.hpp>

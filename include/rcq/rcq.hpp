@@ -5,6 +5,8 @@
 // RCQ_SEPARATE_COMPILATION in <rcq/config.hpp>.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/agreement.hpp>
 #include <rcq/buffer/borrowed.hpp>
 #include <rcq/buffer/external.hpp>

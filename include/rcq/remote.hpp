@@ -1,6 +1,8 @@
 // rcq/remote.hpp - the peer's memory that one-sided operations reach.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/detail/hex.hpp>
 #include <rcq/endpoint.hpp>
 #include <rcq/error.hpp>

@@ -1,6 +1,8 @@
 // rcq/resources.hpp - what one process holds on one device for all its peers.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/buffer/owned.hpp>
 #include <rcq/category.hpp>
 #include <rcq/cq.hpp>

@@ -1,6 +1,8 @@
 // rcq/state.hpp - the phantom states of a QP and the rules they encode.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/detail/dependent_false.hpp>
 
 #include <concepts>

@@ -1,6 +1,8 @@
 // rcq/teardown.hpp - tearing down one QP among many that share a CQ.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/cq.hpp>
 #include <rcq/deadline.hpp>
 #include <rcq/detail/hex.hpp>

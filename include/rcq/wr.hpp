@@ -1,6 +1,8 @@
 // rcq/wr.hpp - work requests whose opcode is part of their type.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/detail/misuse.hpp>
 #include <rcq/error.hpp>
 #include <rcq/remote.hpp>

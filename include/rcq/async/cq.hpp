@@ -1,6 +1,8 @@
 // rcq/async/cq.hpp - a completion queue whose completions an io_context delivers.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/detail/asio_version.hpp>

@@ -1,6 +1,8 @@
 // rcq/async/error.hpp - a failed work completion as an error code.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <boost/system/error_category.hpp>
 #include <boost/system/error_code.hpp>
 

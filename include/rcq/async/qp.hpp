@@ -1,6 +1,8 @@
 // rcq/async/qp.hpp - a queue pair whose operations are Asio asynchronous operations.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/async/cq.hpp>
 #include <rcq/config.hpp>
 #include <rcq/detail/asio_version.hpp>

@@ -1,6 +1,8 @@
 // rcq/buffer/borrowed.hpp - the caller's memory, registered by rcq.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/error.hpp>
 #include <rcq/mr.hpp>

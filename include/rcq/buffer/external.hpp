@@ -1,6 +1,8 @@
 // rcq/buffer/external.hpp - a memory region the caller already registered.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/error.hpp>
 

@@ -1,6 +1,8 @@
 // rcq/buffer/owned.hpp - memory that rcq allocates and registers.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/config.hpp>
 #include <rcq/error.hpp>

@@ -1,6 +1,8 @@
 // rcq/detail/asio_version.hpp - the Boost version rcq's asynchronous layer needs.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <boost/version.hpp>
 
 // rcq/async uses Asio's per-operation cancellation slots (Boost 1.77),

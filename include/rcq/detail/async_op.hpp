@@ -2,6 +2,8 @@
 // work request's wr_id points to, and the bookkeeping its QP and CQ share.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/async/error.hpp>
 #include <rcq/config.hpp>
 #include <rcq/detail/asio_version.hpp>

@@ -1,6 +1,8 @@
 // rcq/detail/budget.hpp - a handshake's time budget, shared by its steps.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/deadline.hpp>
 
 #include <chrono>

@@ -2,6 +2,8 @@
 // hold on a device: context, port, GID, PD, buffer, poll policy and CQ.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/cq.hpp>
 #include <rcq/detail/qp_setup.hpp>
 #include <rcq/device.hpp>

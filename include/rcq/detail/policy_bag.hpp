@@ -1,6 +1,8 @@
 // rcq/detail/policy_bag.hpp - sorts a connection's policies into categories.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/policy.hpp>
 

@@ -1,6 +1,8 @@
 // rcq/detail/reset_on_move.hpp - a member that a move leaves at a given value.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <utility>
 
 namespace rcq::detail {

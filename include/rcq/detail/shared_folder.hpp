@@ -3,6 +3,8 @@
 // ranks): names, the folder check, atomic writes, guarded reads, nonces.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/hex.hpp>

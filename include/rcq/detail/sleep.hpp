@@ -1,6 +1,8 @@
 // rcq/detail/sleep.hpp - the handshakes' back-off pauses, without <thread>.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <cerrno>
 #include <chrono>
 

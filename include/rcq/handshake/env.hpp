@@ -3,6 +3,8 @@
 // descriptor, ours leaves as a line on an output descriptor.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>

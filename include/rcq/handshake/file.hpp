@@ -2,6 +2,8 @@
 // peers can see (a local directory, NFS, a cluster's shared scratch space).
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>

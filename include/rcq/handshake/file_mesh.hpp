@@ -2,6 +2,8 @@
 // file per rank in a shared folder, for launchers without MPI.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/budget.hpp>

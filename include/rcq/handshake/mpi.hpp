@@ -8,6 +8,8 @@
 // programs that already use MPI.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #if !__has_include(<mpi.h>)
 #error "rcq/handshake/mpi.hpp needs MPI's <mpi.h>: link MPI::MPI_C (CMake: find_package(MPI COMPONENTS C)) or build with mpicxx; on Debian: apt-get install libopenmpi-dev"
 #endif

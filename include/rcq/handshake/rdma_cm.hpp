@@ -2,6 +2,8 @@
 // (librdmacm), the way rping, NVMe over Fabrics and most RoCE software do.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
 #include <rcq/detail/sleep.hpp>

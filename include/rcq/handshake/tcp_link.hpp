@@ -2,6 +2,8 @@
 // tcp_listener has finished the handshake with, kept as its liveness signal.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/deadline.hpp>
 #include <rcq/detail/socket.hpp>

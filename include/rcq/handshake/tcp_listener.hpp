@@ -2,6 +2,8 @@
 // many clients at once, each under its own deadline.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/deadline.hpp>
 #include <rcq/detail/auth.hpp>
 #include <rcq/detail/socket.hpp>

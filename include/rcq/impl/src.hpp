@@ -14,6 +14,8 @@
 // header-only and this file is not needed.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #if !defined(RCQ_SEPARATE_COMPILATION)
 #error                                                                                             \
     "<rcq/impl/src.hpp> is for RCQ_SEPARATE_COMPILATION: define it in every translation unit of the program, or do not compile this file (rcq is header-only without it)"

@@ -1,6 +1,8 @@
 // rcq/poll/adaptive.hpp - spin for a while, then block.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/config.hpp>
 #include <rcq/cq.hpp>

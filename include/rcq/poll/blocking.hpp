@@ -1,6 +1,8 @@
 // rcq/poll/blocking.hpp - wait for completions on a completion channel.
 #pragma once
 
+#include <rcq/config.hpp>
+
 #include <rcq/category.hpp>
 #include <rcq/config.hpp>
 #include <rcq/cq.hpp>
