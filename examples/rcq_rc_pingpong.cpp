@@ -110,7 +110,7 @@ int run(const options& o) {
             for (std::uint32_t i = 0; i < size; ++i) out[i] = std::byte(static_cast<std::uint8_t>(round * 31 + i));
             if (int rc = conn.post_send(0, size, 2); rc != 0) rcq::throw_error("ibv_post_send", {}, rc);
             // The reply's RECV may complete before our SEND does (its ACK can
-            // follow the reply): each wait sets the other completion aside.
+            // follow the reply): wait_for() then sets it aside for wait_recv().
             conn.wait_for(2, "our message of round " + std::to_string(round));
             const std::uint32_t got = conn.wait_recv("the reply of round " + std::to_string(round)).byte_len;
             if (got != size || std::memcmp(in.data(), out.data(), size) != 0)
