@@ -12,7 +12,6 @@
 #include <rcq/buffer/external.hpp>
 #include <rcq/buffer/owned.hpp>
 #include <rcq/category.hpp>
-#include <rcq/config.hpp>
 #include <rcq/connection.hpp>
 #include <rcq/cq.hpp>
 #include <rcq/deadline.hpp>
