@@ -65,9 +65,10 @@ for entry in "${settings[@]}"; do
     again=""
     # rxe itself has been seen (rarely, under reordering) to stop
     # retransmitting: a request then gets no completion at all, not even the
-    # error retry_cnt promises, and rcq reports that after -t. Both sides then fail the setting and run it once more, on a fresh
-    # connection and port; the report says so. A side whose peer passed
-    # finds no one on that port and fails the run, as it should.
+    # error retry_cnt promises, and rcq reports that after -t. Both sides
+    # then fail the setting and run it once more, on a fresh connection and
+    # port; the report says so. A side whose peer passed finds no one on
+    # that port and fails the run, as it should.
     if [ "$rc" -eq 1 ]; then
         echo "== RETRY: $setting (exit $rc after $(secs "$start" "$(now)") s): once more on a fresh connection"
         start=$(now)
